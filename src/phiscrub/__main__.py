@@ -1,0 +1,3 @@
+from phiscrub.cli import main
+
+main()

@@ -1,0 +1,200 @@
+"""Command line: deidentify, inspect, demo.
+
+Exit codes: 0 everything done; 1 some files failed or were quarantined; 2 usage error.
+The console may name an input file to its operator; nothing written under the output
+folder does (audit records carry a keyed hash of the source path instead).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from phiscrub import __version__
+from phiscrub.errors import ConfigError, KeyMissing, PhiscrubError
+from phiscrub.keys import KEY_ENV, generate_key_file, load_key
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="De-identify medical images.")
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config, or a Google DeidentifyConfig JSON.")]
+KeyFileOpt = Annotated[Optional[Path], typer.Option("--key-file", help=f"Key file (else ${KEY_ENV}).")]
+
+
+def _usage(msg: str) -> typer.Exit:
+    err.print(f"[red]error:[/red] {msg}")
+    return typer.Exit(2)
+
+
+def _load(config: Path | None):
+    from phiscrub.policy import load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as e:
+        raise _usage(str(e)) from None
+
+
+@app.command()
+def deidentify(
+    src: Annotated[Path, typer.Argument(help="Input file or folder.")],
+    dst: Annotated[Path, typer.Argument(help="Output folder.")],
+    config: ConfigOpt = None,
+    key_file: KeyFileOpt = None,
+    generate_key: Annotated[Optional[Path], typer.Option("--generate-key", help="Write a new key file (0600) here and use it.")] = None,
+    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (0: one per core).")] = -1,
+    quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help="Copy originals that fail here (outside DST).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """De-identify SRC into DST: DST/<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm."""
+    from phiscrub.pipeline.audit import AuditLog
+    from phiscrub.pipeline.discover import discover
+    from phiscrub.pipeline.runner import Job, default_workers, run
+    from phiscrub.pipeline.sinks import state_dir
+
+    if not src.exists():
+        raise _usage(f"{src}: no such file or folder")
+    cfg = _load(config)
+    if generate_key is not None:
+        try:
+            key_file = generate_key_file(generate_key)
+        except FileExistsError:
+            raise _usage(f"{generate_key}: already exists; not overwriting a key") from None
+        err.print(f"new key written to {key_file} (mode 0600): keep it secret and keep it safe;"
+                  " the same key gives the same pseudonyms next time")
+    try:
+        keys = load_key(key_file)
+    except KeyMissing as e:
+        raise _usage(str(e)) from None
+    dst = dst.resolve()
+    if quarantine is not None:
+        quarantine = quarantine.resolve()
+        if quarantine == dst or dst in quarantine.parents:
+            raise _usage("--quarantine must be outside the output folder")
+    if src.resolve() == dst or dst in src.resolve().parents:
+        raise _usage("the output folder must not be the input folder or inside it")
+    dst.mkdir(parents=True, exist_ok=True)
+    policy_hash = cfg.policy.digest()
+    job = Job(cfg, keys, policy_hash, dst, quarantine)
+    n_workers = workers if workers >= 0 else cfg.workers
+    n_workers = n_workers or default_workers()
+    paths = list(discover(src))
+    sdir = state_dir(dst)
+    audit = AuditLog(sdir / "audit.jsonl")
+    audit.append("run-start", version=__version__, policy=policy_hash,
+                 profile=cfg.policy.profile, options=sorted(o.value for o in cfg.policy.options),
+                 items=len(paths), source=keys.hash_hex("src:" + str(src.resolve())))
+    counts: Counter[str] = Counter()
+    started = time.perf_counter()
+    progress = Progress(TextColumn("[bold]de-identifying"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[bad]} failed"), TimeRemainingColumn(),
+                        console=err, disable=quiet or not err.is_terminal, transient=False)
+
+    with progress:
+        task = progress.add_task("run", total=len(paths), bad=0)
+
+        def on_result(r) -> None:
+            counts[r.status] += 1
+            if r.status != "done":
+                # one line per failed file, naming the file and the reason, never a value in it
+                progress.console.print(f"[yellow]{r.status}:[/yellow] {r.source}: {r.reason}",
+                                       markup=True, highlight=False)
+            audit.append("item", item=r.source_hash, size=r.size, status=r.status,
+                         category=r.category, reason=r.reason, output=r.relpath,
+                         manifest=r.manifest)
+            progress.update(task, advance=1, bad=counts["failed"] + counts["quarantined"])
+
+        run(paths, job, n_workers, on_result)
+    elapsed = time.perf_counter() - started
+    audit.append("run-end", done=counts["done"], failed=counts["failed"],
+                 quarantined=counts["quarantined"], seconds=round(elapsed, 3))
+    audit.close()
+    summary = {"done": counts["done"], "failed": counts["failed"],
+               "quarantined": counts["quarantined"], "seconds": round(elapsed, 3)}
+    (sdir / "last-run.json").write_text(json.dumps(summary, indent=1) + "\n")
+    rate = len(paths) / elapsed if elapsed > 0 else 0.0
+    err.print(f"{counts['done']} done, {counts['quarantined']} quarantined, {counts['failed']} failed"
+              f" in {elapsed:.1f}s ({rate:.0f} files/s); audit: {sdir / 'audit.jsonl'}")
+    if counts["failed"] or counts["quarantined"]:
+        raise typer.Exit(1)
+
+
+@app.command()
+def inspect(
+    file: Annotated[Path, typer.Argument(help="A DICOM file.")],
+    config: ConfigOpt = None,
+) -> None:
+    """Dry run: what would be done to each attribute (names and actions, never values)."""
+    from phiscrub.inspect import plan_rows
+
+    cfg = _load(config)
+    try:
+        rows = plan_rows(file.read_bytes(), cfg)
+    except OSError as e:
+        raise _usage(f"{file}: cannot read ({e.strerror})") from None
+    except PhiscrubError as e:
+        err.print(f"{file}: {e}")
+        raise typer.Exit(1) from None
+    table = Table(title=f"phiscrub {__version__}: {cfg.policy.profile} profile, "
+                  f"options: {', '.join(sorted(o.value for o in cfg.policy.options)) or 'none'}")
+    for col in ("tag", "name", "VR", "action", "why"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(*r)
+    out.print(table)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Argument(help="Folder for the demo input, output and key.")] = Path("phiscrub-demo"),
+) -> None:
+    """Generate a synthetic study with planted PHI, de-identify it, and scan for leaks."""
+    import os
+
+    from phiscrub.demo import make_study
+
+    workdir = workdir.resolve()
+    src, dst = workdir / "input", workdir / "output"
+    planted, paths = make_study(src)
+    key = workdir / "demo.key"
+    if not key.exists():
+        generate_key_file(key)
+    err.print(f"demo input: {len(paths)} files with planted PHI under {src}")
+    argv = ["deidentify", str(src), str(dst), "--key-file", str(key), "--quiet"]
+    try:
+        app(argv, standalone_mode=False)
+    except typer.Exit as e:
+        if e.exit_code:
+            raise
+    leaks = 0
+    files = [p for p in dst.rglob("*") if p.is_file()]
+    needles = {v.lower().encode() for v in planted.values if len(v) >= 4}
+    for f in files:
+        blob = (str(f.relative_to(dst)).lower().encode()) + b"\n" + f.read_bytes().lower()
+        leaks += sum(1 for n in needles if n in blob)
+    err.print(f"scanned {len(files)} output files (DICOM, audit, state) and their paths for "
+              f"{len(needles)} planted values: {leaks} found")
+    for f in sorted(p for p in files if p.suffix == ".dcm")[:3]:
+        out.print(f"  {f.relative_to(dst)}")
+    err.print(f"try: phiscrub inspect {paths[0]}")
+    if leaks:
+        raise typer.Exit(1)
+    _ = os
+
+
+def main() -> None:
+    try:
+        app()
+    except PhiscrubError as e:
+        err.print(f"error: {e}")
+        sys.exit(2)

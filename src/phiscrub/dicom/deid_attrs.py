@@ -1,0 +1,39 @@
+"""The attributes that tell a reader what was done: PS3.15 E.1.1 and CID 7050."""
+
+from __future__ import annotations
+
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from phiscrub import __version__
+from phiscrub.policy.actions import BASIC_PROFILE_CODE, NOT_PERFORMED_HERE, Option
+from phiscrub.policy.profile import Policy
+
+
+def performed_options(policy: Policy) -> list[Option]:
+    return [o for o in Option if o in policy.options and o not in NOT_PERFORMED_HERE]
+
+
+def stamp(ds: Dataset, policy: Policy, policy_hash: str) -> None:
+    ds.PatientIdentityRemoved = "YES"
+    ds.DeidentificationMethod = [
+        f"phiscrub {__version__}",
+        f"PS3.15 E.1 {policy.profile} profile",
+        f"policy sha256:{policy_hash[:32]}",
+    ]
+    items = []
+    codes = [BASIC_PROFILE_CODE] if policy.profile != "keep_all" else []
+    codes += [o.code for o in performed_options(policy)]
+    for value, meaning in codes:
+        item = Dataset()
+        item.CodeValue = value
+        item.CodingSchemeDesignator = "DCM"
+        item.CodeMeaning = meaning
+        items.append(item)
+    ds.DeidentificationMethodCodeSequence = Sequence(items)
+    if Option.RETAIN_LONGITUDINAL_FULL_DATES in policy.options or policy.profile == "keep_all":
+        ds.LongitudinalTemporalInformationModified = "UNMODIFIED"
+    elif Option.RETAIN_LONGITUDINAL_MODIFIED_DATES in policy.options:
+        ds.LongitudinalTemporalInformationModified = "MODIFIED"
+    else:
+        ds.LongitudinalTemporalInformationModified = "REMOVED"

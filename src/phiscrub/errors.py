@@ -1,0 +1,37 @@
+"""Typed errors a user can act on.
+
+Messages name the reason and, where useful, a tag or a config key; they never carry a
+value read from a file, because exception text ends up in logs and audit records.
+"""
+
+from __future__ import annotations
+
+
+class PhiscrubError(Exception):
+    """Base class; ``reason`` is a short, PHI-free category for audit records."""
+
+    reason = "error"
+
+
+class ConfigError(PhiscrubError):
+    reason = "config"
+
+
+class KeyMissing(PhiscrubError):
+    reason = "key-missing"
+
+
+class NotDicom(PhiscrubError):
+    reason = "not-dicom"
+
+
+class CorruptFile(PhiscrubError):
+    reason = "corrupt"
+
+
+class UnsupportedInput(PhiscrubError):
+    reason = "unsupported"
+
+
+class VerificationFailed(PhiscrubError):
+    reason = "verification-failed"

@@ -1,0 +1,140 @@
+"""Runs the transform over many items: in-process for one worker, a process pool otherwise.
+
+Workers get paths, never file bytes from the parent; each reads, transforms, writes to a
+temporary name, re-reads and verifies, and only then renames into place. Results that
+travel back are PHI-free (status, reason category, output path, counts).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom import dcmread
+
+from phiscrub.errors import PhiscrubError
+from phiscrub.keys import KeyRing
+from phiscrub.pipeline.sinks import atomic_write
+from phiscrub.pipeline.verify import collect_probe, verify_output
+from phiscrub.policy import annex_e
+from phiscrub.policy.config import Config
+from phiscrub.transform import transform_dicom
+
+
+@dataclass(frozen=True)
+class Job:
+    config: Config
+    keys: KeyRing
+    policy_hash: str
+    dst: Path
+    quarantine: Path | None = None
+
+
+@dataclass
+class ItemResult:
+    source: str  # only ever shown on the console, never written under dst
+    source_hash: str
+    size: int
+    status: str  # done | failed | quarantined
+    reason: str = ""
+    category: str = ""
+    relpath: str = ""
+    manifest: dict | None = None
+
+
+_JOB: Job | None = None
+
+
+def _init(job: Job) -> None:
+    global _JOB
+    _JOB = job
+    warnings.simplefilter("ignore")
+
+
+def process_path(path: str, job: Job | None = None) -> ItemResult:
+    job = job or _JOB
+    assert job is not None
+    src_hash = job.keys.hash_hex("path:" + os.path.abspath(path))
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        return ItemResult(path, src_hash, 0, "failed", f"cannot read ({e.strerror})", "io")
+    try:
+        out = transform_dicom(data, job.config, job.keys, job.policy_hash)
+        target = job.dst / out.relpath
+        tmp = target.with_name(".verify-" + target.name)
+        atomic_write(tmp, out.data)
+        try:
+            written = tmp.read_bytes()
+            reasons = verify_output(written, out.relpath, _probe(data, job))
+            if reasons:
+                raise _Quarantine("; ".join(reasons))
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return ItemResult(path, src_hash, len(data), "done", relpath=out.relpath,
+                          manifest=out.manifest)
+    except _Quarantine as q:
+        _quarantine_copy(path, data, job, src_hash)
+        return ItemResult(path, src_hash, len(data), "quarantined", str(q), "verification")
+    except PhiscrubError as e:
+        _quarantine_copy(path, data, job, src_hash)
+        return ItemResult(path, src_hash, len(data), "quarantined", str(e), e.reason)
+    except Exception as e:  # noqa: BLE001 - one bad file must not stop the run
+        _quarantine_copy(path, data, job, src_hash)
+        return ItemResult(path, src_hash, len(data), "failed",
+                          f"internal error ({type(e).__name__})", "internal")
+
+
+class _Quarantine(Exception):
+    pass
+
+
+def _probe(data: bytes, job: Job):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        src = dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+    iod = annex_e.iod_for_sop_class(src.get("SOPClassUID"))
+    return collect_probe(src, job.config.policy, iod)
+
+
+def _quarantine_copy(path: str, data: bytes, job: Job, src_hash: str) -> None:
+    """Originals are PHI: they go only to an operator-chosen folder outside the outputs,
+    under their keyed hash, never under the output folder."""
+    if job.quarantine is None:
+        return
+    job.quarantine.mkdir(parents=True, exist_ok=True)
+    atomic_write(job.quarantine / f"{src_hash}.bin", data)
+
+
+def run(
+    paths: Iterable[Path], job: Job, workers: int, on_result: Callable[[ItemResult], None]
+) -> None:
+    items = [str(p) for p in paths]
+    if workers <= 1 or len(items) < 8:
+        for p in items:
+            on_result(process_path(p, job))
+        return
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(job,)) as ex:
+        for res in ex.map(process_path, items, chunksize=max(1, min(32, len(items) // (workers * 8)))):
+            on_result(res)
+
+
+def iter_results(paths: Iterable[Path], job: Job, workers: int) -> Iterator[ItemResult]:
+    out: list[ItemResult] = []
+    run(paths, job, workers, out.append)
+    yield from out
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+_ = shutil

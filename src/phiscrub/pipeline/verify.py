@@ -1,0 +1,137 @@
+"""Independent check of a written output: does any source PHI value still show?
+
+It does not trust the transform. It reads the source's identifying values itself, reads
+the output back from storage, and looks for each value in the output's header bytes
+(case-insensitive, UTF-8 and Latin-1) and in its path. Only a clean result is released.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+from pydicom import dcmread
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+
+from phiscrub.dicom.values import DUMMY
+from phiscrub.policy.actions import Action, Option
+from phiscrub.policy.profile import Policy
+
+_PROBE_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "UC", "AE", "DA", "DT", "UI", "UR"}
+_NOT_PROBES = {v.lower() for v in DUMMY.values()} | {"anonymous", "anonymized", "removed"}
+_PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
+MIN_PROBE = 4
+
+
+@dataclass
+class Probe:
+    values: frozenset[bytes]
+
+
+def collect_probe(src: Dataset, policy: Policy, iod: str | None) -> Probe:
+    removed: set[str] = set()
+    kept: set[str] = set()
+    _collect(src, policy, iod, False, removed, kept)
+    values = set()
+    for v in removed - kept:
+        low = v.lower()
+        if len(low) < MIN_PROBE or low in _NOT_PROBES or any(low in k for k in kept):
+            continue
+        for enc in ("utf-8", "latin-1"):
+            try:
+                values.add(low.encode(enc))
+            except UnicodeEncodeError:
+                pass
+    return Probe(frozenset(values))
+
+
+def _strings(value: object) -> list[str]:
+    if isinstance(value, (bytes, bytearray)):
+        text = bytes(value).decode("utf-8", "replace")
+        vals: list = text.split("\\")
+    else:
+        vals = value if isinstance(value, (list, MultiValue)) else [value]
+    out = []
+    for v in vals:
+        s = str(v).strip(" \x00") if v is not None else ""
+        if s and s.isprintable():
+            out.append(s)
+    return out
+
+
+def _vr(raw, tag: int) -> str | None:
+    if raw.VR:
+        return raw.VR
+    try:
+        return dictionary_VR(tag) if dictionary_has_tag(tag) else None
+    except KeyError:
+        return None
+
+
+def _collect(ds: Dataset, policy: Policy, iod, nested, removed: set, kept: set) -> None:
+    """Walks raw elements, decoding only string values, so the probe costs little."""
+    creators: dict[int, str] = {}
+    for tag, raw in list(ds._dict.items()):
+        tag = int(tag)
+        vr = _vr(raw, tag)
+        group, elem = tag >> 16, tag & 0xFFFF
+        private = group % 2 == 1
+        creator = None
+        if private and 0x10 <= elem <= 0xFF:
+            vals = _strings(raw.value) if not hasattr(raw, "private_creator") else []
+            creators[(group << 8) | elem] = vals[0] if vals else ""
+        elif private:
+            creator = creators.get((group << 8) | (elem >> 8))
+        rule = policy.resolve(tag, vr, iod, nested, creator)
+        if vr == "SQ":
+            target = removed if rule.action == Action.REMOVE else None
+            for item in ds[tag].value or []:
+                _collect(item, policy, iod, True, removed, target if target is not None else kept)
+            continue
+        if vr not in _PROBE_VRS and not (private and vr in (None, "UN", "LO", "SH", "LT", "ST", "UT")):
+            continue
+        vals = _strings(raw.value)
+        shifted = rule.action in (Action.CLEAN, Action.SHIFT_DATE) and vr in ("DA", "DT", "UI")
+        if rule.action in (Action.KEEP, Action.CLEAN, Action.CLEAN_TEXT) and not (
+            shifted and not policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES)
+        ):
+            kept.update(vals)
+            continue
+        for v in vals:
+            removed.add(v)
+            if vr == "PN":
+                removed.update(p.strip() for p in v.replace("=", "^").split("^") if p.strip())
+
+
+def header_bytes(data: bytes) -> bytes:
+    """Everything before the pixel data element (burned-in text is the pixel stage's job)."""
+    cut = len(data)
+    for tag in _PIXEL_TAGS:
+        pos = data.rfind(tag)
+        if pos > 0:
+            cut = min(cut, pos)
+    return data[:cut]
+
+
+def verify_output(data: bytes, relpath: str, probe: Probe) -> list[str]:
+    """Returns PHI-free reasons; empty means the output may be released."""
+    reasons = []
+    hdr = header_bytes(data).lower()
+    path = relpath.lower().encode("utf-8", "replace")
+    leaks = sum(1 for v in probe.values if v in hdr)
+    if leaks:
+        reasons.append(f"{leaks} source identifying value(s) still present in the output header")
+    if any(v in path for v in probe.values):
+        reasons.append("a source identifying value appears in the output path")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = dcmread(io.BytesIO(data), stop_before_pixels=True)
+    except Exception as e:  # noqa: BLE001 - any failure to re-read means not releasable
+        return reasons + [f"output does not re-read as DICOM ({type(e).__name__})"]
+    if out.get("PatientIdentityRemoved") != "YES":
+        reasons.append("PatientIdentityRemoved is not YES")
+    return reasons

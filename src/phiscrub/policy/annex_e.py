@@ -1,0 +1,87 @@
+"""PS3.15 Table E.1-1 as data: loads annex_e.csv (made by tools/gen_annex_e.py).
+
+Compound codes (Z/D, X/Z, X/D, X/Z/D, X/Z/U*) are resolved by the attribute's requirement
+type in the instance's IOD, read from requirement_types.json (also generated from the
+standard's module tables). Where the type is unknown, the most removing member wins.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+
+from phiscrub.policy.actions import Option
+
+OPTION_COLUMNS = tuple(o for o in Option if o not in (
+    Option.CLEAN_PIXEL_DATA, Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES))
+
+# How much of the value each code keeps; used to pick the most conservative of several
+# option codes that apply to the same attribute.
+RETENTION = {"X": 0, "Z": 1, "D": 2, "U": 3, "C": 4, "K": 5}
+
+
+@dataclass(frozen=True)
+class Row:
+    tag: str  # 8 hex digits, or a pattern with x, or "private"
+    name: str
+    in_std_iod: bool
+    basic: str
+    options: dict[Option, str]
+
+
+@cache
+def table() -> dict[str, Row]:
+    rows: dict[str, Row] = {}
+    text = resources.files("phiscrub.policy.data").joinpath("annex_e.csv").read_text()
+    for r in csv.DictReader(text.splitlines()):
+        opts = {o: r[o.value] for o in OPTION_COLUMNS if r.get(o.value)}
+        rows[r["tag"]] = Row(r["tag"], r["name"], r["in_std_iod"] == "Y", r["basic"], opts)
+    return rows
+
+
+@cache
+def exact_rows() -> dict[int, Row]:
+    return {int(k, 16): v for k, v in table().items() if all(c in "0123456789abcdef" for c in k)}
+
+
+@cache
+def _types() -> dict:
+    text = resources.files("phiscrub.policy.data").joinpath("requirement_types.json").read_text()
+    return json.loads(text)
+
+
+def iod_for_sop_class(sop_class_uid: str | None) -> str | None:
+    if not sop_class_uid:
+        return None
+    return _types()["sop_class_to_iod"].get(str(sop_class_uid))
+
+
+def requirement_type(tag: int, iod: str | None, nested: bool) -> str | None:
+    key = f"{tag:08x}"
+    if nested:
+        return _types()["nested_types"].get(key)
+    if iod is None:
+        return None
+    return _types()["iod_types"].get(iod, {}).get(key)
+
+
+def resolve_compound(code: str, req_type: str | None) -> str:
+    """Pick one member of a compound code.
+
+    Type 1 needs a value (D, or U for sequences of references), type 2 may be empty (Z),
+    type 3 may go (X). With no known type, take the most removing member: when in doubt,
+    remove.
+    """
+    members = [m.rstrip("*") for m in code.split("/")]
+    if len(members) == 1:
+        return members[0]
+    if req_type is None:
+        return min(members, key=lambda m: RETENTION[m])
+    wanted = {"1": ["D", "U", "Z"], "2": ["Z", "D", "U"], "3": ["X", "Z", "D", "U"]}[req_type[0]]
+    for m in wanted:
+        if m in members:
+            return m
+    return min(members, key=lambda m: RETENTION[m])

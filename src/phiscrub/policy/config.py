@@ -1,0 +1,132 @@
+"""Loads and validates the run configuration (YAML, or a Google DeidentifyConfig JSON).
+
+Validation happens here, once, with messages naming the key at fault, so a bad config
+fails before the first file is touched.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from phiscrub.errors import ConfigError
+from phiscrub.policy.actions import Action, Option
+from phiscrub.policy.overrides import Override, parse_selector
+from phiscrub.policy.profile import PROFILES, Policy
+
+DEFAULT_OPTIONS = (Option.RETAIN_LONGITUDINAL_MODIFIED_DATES,)
+TOP_KEYS = {"profile", "options", "tags", "date_shift", "pseudonymize_patient", "text", "workers"}
+
+
+@dataclass
+class Config:
+    policy: Policy
+    text_patterns: tuple[re.Pattern[str], ...] = ()
+    workers: int = 0  # 0: one per core
+    source: str = "defaults"
+    notes: list[str] = field(default_factory=list)
+
+
+def load_config(path: Path | None) -> Config:
+    if path is None:
+        return from_mapping({})
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"config: cannot read ({e.strerror})") from None
+    if path.suffix.lower() == ".json" or text.lstrip().startswith("{"):
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config: invalid JSON at line {e.lineno}") from None
+        from phiscrub.policy.google import from_google
+
+        return from_google(doc)
+    try:
+        doc = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"config: invalid YAML{where}") from None
+    if not isinstance(doc, dict):
+        raise ConfigError("config: the top level must be a mapping")
+    return from_mapping(doc)
+
+
+def parse_options(values: Any, where: str = "options") -> frozenset[Option]:
+    if values is None:
+        return frozenset()
+    if not isinstance(values, list):
+        raise ConfigError(f"{where}: must be a list of option names")
+    out = set()
+    for i, v in enumerate(values):
+        try:
+            out.add(Option(str(v).strip().lower()))
+        except ValueError:
+            raise ConfigError(
+                f"{where}[{i}]: unknown option {v!r}; use one of {[o.value for o in Option]}"
+            ) from None
+    return frozenset(out)
+
+
+def parse_overrides(values: Any, where: str = "tags") -> tuple[Override, ...]:
+    if values is None:
+        return ()
+    if not isinstance(values, list):
+        raise ConfigError(f"{where}: must be a list of {{select, action}} entries")
+    out = []
+    for i, entry in enumerate(values):
+        at = f"{where}[{i}]"
+        if not isinstance(entry, dict) or "action" not in entry or "select" not in entry:
+            raise ConfigError(f"{at}: needs 'select' and 'action'")
+        try:
+            action = Action.from_name(str(entry["action"]))
+            out.append(parse_selector(entry["select"], action, at))
+        except ValueError as e:
+            raise ConfigError(f"{at}: {e}") from None
+    return tuple(out)
+
+
+def from_mapping(doc: dict[str, Any]) -> Config:
+    unknown = set(doc) - TOP_KEYS
+    if unknown:
+        raise ConfigError(f"config: unknown key(s) {sorted(unknown)}; known: {sorted(TOP_KEYS)}")
+    profile = str(doc.get("profile", "basic"))
+    if profile not in PROFILES:
+        raise ConfigError(f"profile: unknown {profile!r}; use one of {list(PROFILES)}")
+    options = (
+        parse_options(doc["options"]) if "options" in doc else frozenset(DEFAULT_OPTIONS)
+    )
+    ds = doc.get("date_shift") or {}
+    if not isinstance(ds, dict) or set(ds) - {"min_days", "max_days"}:
+        raise ConfigError("date_shift: use a mapping with min_days and max_days")
+    text = doc.get("text") or {}
+    if not isinstance(text, dict) or set(text) - {"marker", "patterns"}:
+        raise ConfigError("text: use a mapping with marker and patterns")
+    patterns = []
+    for i, p in enumerate(text.get("patterns") or []):
+        try:
+            patterns.append(re.compile(str(p), re.IGNORECASE))
+        except re.error:
+            raise ConfigError(f"text.patterns[{i}]: not a valid regular expression") from None
+    try:
+        policy = Policy(
+            profile=profile,
+            options=options,
+            overrides=parse_overrides(doc.get("tags")),
+            date_shift_min=int(ds.get("min_days", -3650)),
+            date_shift_max=int(ds.get("max_days", -1)),
+            pseudonymize_patient=bool(doc.get("pseudonymize_patient", True)),
+            text_marker=str(text.get("marker", "[REMOVED]")),
+        )
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+    workers = doc.get("workers", 0)
+    if not isinstance(workers, int) or workers < 0:
+        raise ConfigError("workers: must be a non-negative integer")
+    return Config(policy=policy, text_patterns=tuple(patterns), workers=workers, source="yaml")

@@ -1,0 +1,123 @@
+"""The pure step: (item bytes, config, key) -> (output bytes, relative path, manifest).
+
+It knows nothing of where the bytes came from or go to, so the CLI, a service and a
+cluster all run this same function. The manifest is PHI-free: tags, actions and counts.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass, field
+
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from phiscrub.dicom import header, identity
+from phiscrub.dicom.deid_attrs import stamp
+from phiscrub.dicom.reader import read_instance
+from phiscrub.dicom.text import PhiTerms
+from phiscrub.keys import KeyRing
+from phiscrub.policy import annex_e
+from phiscrub.policy.actions import Action, Option
+from phiscrub.policy.config import Config
+
+IMPLEMENTATION_CLASS_UID = "2.25.196841393125447392735463283905339217473"
+IMPLEMENTATION_VERSION = "PHISCRUB_010"
+_META_DROP = (0x00020016, 0x00020017, 0x00020018, 0x00020100, 0x00020102)
+_SAFE_COMPONENT = re.compile(r"[^0-9A-Za-z.\-]")
+
+
+@dataclass
+class Outcome:
+    data: bytes
+    relpath: str
+    manifest: dict = field(default_factory=dict)
+
+
+def needs_terms(config: Config) -> bool:
+    p = config.policy
+    return (
+        p.has(Option.CLEAN_DESCRIPTORS)
+        or p.has(Option.CLEAN_STRUCTURED_CONTENT)
+        or p.has(Option.RETAIN_PATIENT_CHARACTERISTICS)
+        or any(o.action in (Action.CLEAN_TEXT, Action.CLEAN) for o in p.overrides)
+    )
+
+
+def transform_dicom(data: bytes, config: Config, keys: KeyRing, policy_hash: str) -> Outcome:
+    ds = read_instance(data)
+    policy = config.policy
+    who = identity.patient_identity(ds)
+    terms = identity.collect_terms(ds) if needs_terms(config) else PhiTerms()
+    iod = annex_e.iod_for_sop_class(ds.get("SOPClassUID"))
+    ctx = header.InstanceContext(
+        policy=policy,
+        keys=keys,
+        iod=iod,
+        identity=who,
+        date_offset=keys.date_offset(who, policy.date_shift_min, policy.date_shift_max),
+        terms=terms,
+        extra_patterns=config.text_patterns,
+    )
+    transfer_syntax = _transfer_syntax(ds)
+    header.walk(ds, ctx)
+    stamp(ds, policy, policy_hash)
+    _rebuild_meta(ds, ctx, transfer_syntax)
+    ds.preamble = b"\x00" * 128  # a preamble can hold anything (TIFF headers, text)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    relpath = output_relpath(ds, keys, who)
+    manifest = {
+        "sop_class": str(ds.get("SOPClassUID", "")),
+        "iod": iod,
+        "transfer_syntax": str(transfer_syntax),
+        "actions": {f"{t}:{a}": n for (t, a), n in sorted(ctx.counts.items())},
+        "uids_remapped": ctx.uids_mapped,
+        "options_recorded": sorted(o.value for o in policy.options),
+    }
+    return Outcome(buf.getvalue(), relpath, manifest)
+
+
+def _transfer_syntax(ds) -> str:
+    meta = getattr(ds, "file_meta", None)
+    ts = meta.get("TransferSyntaxUID") if meta is not None else None
+    if ts:
+        return str(ts)
+    implicit, little = getattr(ds, "original_encoding", (True, True))
+    if implicit:
+        return ImplicitVRLittleEndian
+    return ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+
+
+def _rebuild_meta(ds, ctx: header.InstanceContext, transfer_syntax: str) -> None:
+    old = getattr(ds, "file_meta", None) or FileMetaDataset()
+    meta = FileMetaDataset()
+    meta.FileMetaInformationVersion = b"\x00\x01"
+    meta.MediaStorageSOPClassUID = ds.get("SOPClassUID") or old.get("MediaStorageSOPClassUID")
+    sop = ds.get("SOPInstanceUID")
+    if sop is None and old.get("MediaStorageSOPInstanceUID"):
+        src = str(old.MediaStorageSOPInstanceUID)
+        sop = src if ctx.policy.has(Option.RETAIN_UIDS) else ctx.keys.uid(src)
+    meta.MediaStorageSOPInstanceUID = sop
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    for t in _META_DROP:
+        if t in meta:
+            del meta[t]
+    ds.file_meta = meta
+
+
+def _component(value: object, fallback: str) -> str:
+    text = _SAFE_COMPONENT.sub("_", str(value or "").strip())
+    return text[:64] if text else fallback
+
+
+def output_relpath(ds, keys: KeyRing, who: str) -> str:
+    """<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm, from output values only."""
+    patient = keys.patient_id(who)
+    study = _component(ds.get("StudyInstanceUID"), "study-unknown")
+    series = _component(ds.get("SeriesInstanceUID"), "series-unknown")
+    sop = _component(ds.get("SOPInstanceUID"), "instance-" + keys.token("instance", who))
+    return f"{patient}/{study}/{series}/{sop}.dcm"
