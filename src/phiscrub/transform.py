@@ -11,9 +11,9 @@ import re
 from dataclasses import dataclass, field
 
 from pydicom.dataset import FileMetaDataset
-from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from phiscrub.dicom import header, identity
+from phiscrub.dicom import header, identity, quiet  # noqa: F401  (silences value-quoting warnings)
 from phiscrub.dicom.deid_attrs import stamp
 from phiscrub.dicom.reader import read_instance
 from phiscrub.dicom.text import PhiTerms
@@ -41,6 +41,7 @@ def needs_terms(config: Config) -> bool:
         p.has(Option.CLEAN_DESCRIPTORS)
         or p.has(Option.CLEAN_STRUCTURED_CONTENT)
         or p.has(Option.RETAIN_PATIENT_CHARACTERISTICS)
+        or p.has(Option.CLEAN_GRAPHICS)
         or any(o.action in (Action.CLEAN_TEXT, Action.CLEAN) for o in p.overrides)
     )
 
@@ -64,6 +65,9 @@ def transform_dicom(data: bytes, config: Config, keys: KeyRing, policy_hash: str
     header.walk(ds, ctx)
     stamp(ds, policy, policy_hash)
     _rebuild_meta(ds, ctx, transfer_syntax)
+    if not UID(transfer_syntax).is_implicit_VR and any(getattr(r, "VR", "x") is None for r in ds._dict.values()):
+        for _ in ds.iterall():  # read as implicit but declared explicit: give every element its VR
+            pass
     ds.preamble = b"\x00" * 128  # a preamble can hold anything (TIFF headers, text)
     buf = io.BytesIO()
     ds.save_as(buf, enforce_file_format=True)

@@ -29,6 +29,8 @@ PATIENT_NAME = 0x00100010
 PATIENT_ID = 0x00100020
 TEXT_VALUE, SR_DATETIME, SR_DATE, SR_TIME = 0x0040A160, 0x0040A120, 0x0040A121, 0x0040A122
 SR_VALUE_TAGS = frozenset({TEXT_VALUE, SR_DATETIME, SR_DATE, SR_TIME})
+TIMEZONE_OFFSET = 0x00080201
+_TZ = re.compile(r"^[+-]\d{4}$")
 _CLASS_UID = re.compile(r"(Class|TransferSyntax|CodingScheme|Creator|Mapping|Context)\w*UID$")
 
 
@@ -226,6 +228,11 @@ def _shift(ds: Dataset, tag: int, vr: str | None, ctx: InstanceContext) -> None:
 
 
 def _clean(ds: Dataset, tag: int, vr: str | None, ctx: InstanceContext) -> None:
+    if tag == TIMEZONE_OFFSET:  # kept for the time of day; anything but "+HHMM" goes
+        if not _TZ.match(str(ds[tag].value or "")):
+            _set(ds, tag, vr, None)
+            ctx.count(tag, "Z")
+        return
     if vr in ("DA", "DT"):
         if ctx.policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
             return

@@ -22,8 +22,7 @@ def read_instance(data: bytes) -> FileDataset:
     if len(data) > MAX_BYTES:
         raise UnsupportedInput("file larger than 4 GiB")
     has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
-    if not has_preamble and not _looks_like_raw_dataset(data):
-        raise NotDicom("no DICM preamble and no DICOM data elements at the start")
+    sniffed = has_preamble or _looks_like_raw_dataset(data)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -32,8 +31,12 @@ def read_instance(data: bytes) -> FileDataset:
     except InvalidDicomError:
         raise NotDicom("not a DICOM file") from None
     except (EOFError, struct.error, OverflowError, MemoryError):
+        if not sniffed:
+            raise NotDicom("no DICM preamble and no DICOM data elements at the start") from None
         raise CorruptFile("truncated or malformed data element stream") from None
     except (ValueError, KeyError, TypeError, NotImplementedError, AttributeError, IndexError) as e:
+        if not sniffed:
+            raise NotDicom("no DICM preamble and no DICOM data elements at the start") from None
         raise CorruptFile(f"cannot parse data elements ({type(e).__name__})") from None
     if len(ds._dict) == 0:
         raise NotDicom("no data elements")
@@ -42,6 +45,8 @@ def read_instance(data: bytes) -> FileDataset:
     if str(sop_class or "") == DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
         raise UnsupportedInput("DICOMDIR media index (lists patients; rebuild it from the outputs)")
     if sop_class is None:
+        if not sniffed:
+            raise NotDicom("no DICM preamble and no DICOM data elements at the start")
         raise NotDicom("no SOP Class UID: not a composite DICOM instance")
     _check_complete(data, ds)
     return ds

@@ -15,12 +15,19 @@ from pydicom import dcmread
 from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
+from pydicom.uid import UID_dictionary
 
 from phiscrub.dicom.values import DUMMY
 from phiscrub.policy.actions import Action, Option
 from phiscrub.policy.profile import Policy
 
 _PROBE_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "UC", "AE", "DA", "DT", "UI", "UR"}
+_STRICT = "\x01"  # marks a value that identifies by itself (a name, an ID, a birth date)
+_IDENTITY_TAGS = frozenset({
+    0x00100020, 0x00101000, 0x00101002, 0x00100030, 0x00101040, 0x00102154, 0x00080050,
+    0x00100021, 0x00380010, 0x00101090, 0x00102155, 0x00081040, 0x00080080, 0x00080081,
+})
+_STRING_VRS = {"CS", "IS", "DS", "TM", "AS"}
 _NOT_PROBES = {v.lower() for v in DUMMY.values()} | {"anonymous", "anonymized", "removed"}
 _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
 MIN_PROBE = 4
@@ -35,10 +42,14 @@ def collect_probe(src: Dataset, policy: Policy, iod: str | None) -> Probe:
     removed: set[str] = set()
     kept: set[str] = set()
     _collect(src, policy, iod, False, removed, kept)
+    kept = {k.lower() for k in kept}
+    strict = {r[1:].lower() for r in removed if r.startswith(_STRICT)}
+    soft = {r.lower() for r in removed if not r.startswith(_STRICT)}
     values = set()
-    for v in removed - kept:
-        low = v.lower()
-        if len(low) < MIN_PROBE or low in _NOT_PROBES or any(low in k for k in kept):
+    # names and identifiers are looked for even where a kept attribute repeats them; other
+    # removed values are excused where the policy kept the same text in another attribute
+    for low in strict | {v for v in soft - kept if not any(v in k for k in kept)}:
+        if len(low) < MIN_PROBE or low in _NOT_PROBES or low in UID_dictionary:
             continue
         for enc in ("utf-8", "latin-1"):
             try:
@@ -91,7 +102,10 @@ def _collect(ds: Dataset, policy: Policy, iod, nested, removed: set, kept: set) 
             for item in ds[tag].value or []:
                 _collect(item, policy, iod, True, removed, target if target is not None else kept)
             continue
-        if vr not in _PROBE_VRS and not (private and vr in (None, "UN", "LO", "SH", "LT", "ST", "UT")):
+        probe_vr = vr in _PROBE_VRS or (private and vr in (None, "UN", "LO", "SH", "LT", "ST", "UT"))
+        if not probe_vr:
+            if vr in _STRING_VRS and rule.action == Action.KEEP:
+                kept.update(_strings(raw.value))
             continue
         vals = _strings(raw.value)
         shifted = rule.action in (Action.CLEAN, Action.SHIFT_DATE) and vr in ("DA", "DT", "UI")
@@ -100,10 +114,11 @@ def _collect(ds: Dataset, policy: Policy, iod, nested, removed: set, kept: set) 
         ):
             kept.update(vals)
             continue
+        mark = _STRICT if (vr == "PN" or tag in _IDENTITY_TAGS) else ""
         for v in vals:
-            removed.add(v)
+            removed.add(mark + v)
             if vr == "PN":
-                removed.update(p.strip() for p in v.replace("=", "^").split("^") if p.strip())
+                removed.update(_STRICT + p.strip() for p in v.replace("=", "^").split("^") if p.strip())
 
 
 def header_bytes(data: bytes) -> bytes:
