@@ -120,7 +120,7 @@ def test_verifier_quarantines_what_the_policy_let_through(tmp_path: Path, cli) -
     src.mkdir()
     ds = dcmread(TEST_FILES / "CT_small.dcm")
     ds.PatientName = "Secretfam^Secretgiv"
-    ds.ImageComments = "Secretfam"  # kept by override below: a leak of the name
+    ds.ImageComments = "Seen by Secretfam today"  # kept by override below: a leak of the name
     ds.save_as(src / "a.dcm")
     cfg = tmp_path / "c.yaml"
     cfg.write_text("tags:\n  - {select: ImageComments, action: keep}\n")

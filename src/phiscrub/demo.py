@@ -65,7 +65,7 @@ def _plant_header(ds: Dataset, p: Patient, study_uid: str, series_uid: str, sop_
     ds.PatientAge = "069Y"
     ds.AccessionNumber = p.accession
     ds.InstitutionName = p.institution
-    ds.InstitutionAddress = p.address
+    ds.InstitutionAddress = "1 Hospital Road, " + p.address.split(", ")[-1]
     ds.ReferringPhysicianName = p.physician
     ds.OperatorsName = p.operator
     ds.StationName = p.station

@@ -25,7 +25,7 @@ _PROBE_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "UC", "AE", "DA", "DT", "UI", 
 _STRICT = "\x01"  # marks a value that identifies by itself (a name, an ID, a birth date)
 _IDENTITY_TAGS = frozenset({
     0x00100020, 0x00101000, 0x00101002, 0x00100030, 0x00101040, 0x00102154, 0x00080050,
-    0x00100021, 0x00380010, 0x00101090, 0x00102155, 0x00081040, 0x00080080, 0x00080081,
+    0x00100021, 0x00380010, 0x00101090, 0x00102155,
 })
 _STRING_VRS = {"CS", "IS", "DS", "TM", "AS"}
 _NOT_PROBES = {v.lower() for v in DUMMY.values()} | {"anonymous", "anonymized", "removed"}
@@ -46,9 +46,10 @@ def collect_probe(src: Dataset, policy: Policy, iod: str | None) -> Probe:
     strict = {r[1:].lower() for r in removed if r.startswith(_STRICT)}
     soft = {r.lower() for r in removed if not r.startswith(_STRICT)}
     values = set()
-    # names and identifiers are looked for even where a kept attribute repeats them; other
-    # removed values are excused where the policy kept the same text in another attribute
-    for low in strict | {v for v in soft - kept if not any(v in k for k in kept)}:
+    # names and identifiers are excused only where the policy kept exactly that value in
+    # another attribute (an issuer equal to a retained institution name); other removed
+    # values also where a kept attribute contains them
+    for low in (strict - kept) | {v for v in soft - kept if not any(v in k for k in kept)}:
         if len(low) < MIN_PROBE or low in _NOT_PROBES or low in UID_dictionary:
             continue
         for enc in ("utf-8", "latin-1"):
