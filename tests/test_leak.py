@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pydicom.datadict import dictionary_VR, dictionary_has_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 

@@ -9,8 +9,9 @@ project (``standard/confidentiality_profile_attributes.json``; the PyPI wheel
 With ``--modules`` (the same project's ``module_to_attributes.json``,
 ``ciod_to_modules.json`` and ``sops.json`` folder) it also writes
 ``requirement_types.json``: for every attribute whose Basic Profile code is compound
-(Z/D, X/Z, X/D, X/Z/D, X/Z/U*), its requirement type in each IOD, so the policy can pick
-the member of the compound code the standard intends.
+(Z/D, X/Z, X/D, X/Z/D, X/Z/U*) or X, its requirement type in each IOD, so the policy can
+pick the member of a compound code the standard intends, and keep an IOD valid where a
+plain X would remove a Type 1 or 2 attribute (E.1.1: replace instead of remove).
 
 Usage::
 
@@ -72,7 +73,7 @@ def write_table(rows: list[dict], out: Path) -> list[str]:
                 continue
             seen.add(tag)
             basic = clean_code(r["basicProfile"])
-            if "/" in basic:
+            if "/" in basic or basic == "X":
                 compound.append(tag)
             w.writerow(
                 [tag, clean_name(r["name"]), r.get("stdCompIOD", ""), basic]
@@ -132,7 +133,7 @@ def main() -> None:
     args = ap.parse_args()
     rows = json.loads(args.table.read_text())
     compound = write_table(rows, DATA / "annex_e.csv")
-    print(f"annex_e.csv: {len(rows)} rows, {len(compound)} compound codes")
+    print(f"annex_e.csv: {len(rows)} rows, {len(compound)} compound or X codes")
     if args.modules:
         write_types(args.modules, compound, DATA / "requirement_types.json")
         print("requirement_types.json written")

@@ -148,10 +148,11 @@ def inspect(
     table = Table(title=f"phiscrub {__version__}: {cfg.policy.profile} profile, "
                   f"options: {', '.join(sorted(o.value for o in cfg.policy.options)) or 'none'}")
     for col in ("tag", "name", "VR", "action", "why"):
-        table.add_column(col)
+        table.add_column(col, no_wrap=True, overflow="ellipsis" if col == "name" else "fold")
     for r in rows:
         table.add_row(*r)
-    out.print(table)
+    wide = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    wide.print(table)
 
 
 @app.command()

@@ -76,6 +76,10 @@ def resolve_compound(code: str, req_type: str | None) -> str:
     remove.
     """
     members = [m.rstrip("*") for m in code.split("/")]
+    if members == ["X"] and req_type in ("1", "2"):
+        # removing a Type 1 or 2 attribute would leave an invalid IOD: PS3.15 E.1.1 asks
+        # for a dummy or empty value instead
+        return "D" if req_type == "1" else "Z"
     if len(members) == 1:
         return members[0]
     if req_type is None:
