@@ -47,7 +47,12 @@ def needs_terms(config: Config) -> bool:
 
 
 def transform_dicom(data: bytes, config: Config, keys: KeyRing, policy_hash: str) -> Outcome:
-    ds = read_instance(data)
+    return transform_dataset(read_instance(data), config, keys, policy_hash)
+
+
+def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str) -> Outcome:
+    """The same step on an already parsed dataset (the runner parses once, so the verifier
+    can read the source values before the transform changes them in place)."""
     policy = config.policy
     who = identity.patient_identity(ds)
     terms = identity.collect_terms(ds) if needs_terms(config) else PhiTerms()

@@ -7,24 +7,21 @@ travel back are PHI-free (status, reason category, output path, counts).
 
 from __future__ import annotations
 
-import io
 import os
-import shutil
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydicom import dcmread
-
+from phiscrub.dicom.reader import read_instance
 from phiscrub.errors import PhiscrubError
 from phiscrub.keys import KeyRing
 from phiscrub.pipeline.sinks import atomic_write
 from phiscrub.pipeline.verify import collect_probe, verify_output
 from phiscrub.policy import annex_e
 from phiscrub.policy.config import Config
-from phiscrub.transform import transform_dicom
+from phiscrub.transform import transform_dataset
 
 
 @dataclass(frozen=True)
@@ -66,13 +63,15 @@ def process_path(path: str, job: Job | None = None) -> ItemResult:
     except OSError as e:
         return ItemResult(path, src_hash, 0, "failed", f"cannot read ({e.strerror})", "io")
     try:
-        out = transform_dicom(data, job.config, job.keys, job.policy_hash)
+        src = read_instance(data)
+        probe = _probe(src, job)  # before the transform changes the dataset in place
+        out = transform_dataset(src, job.config, job.keys, job.policy_hash)
         target = job.dst / out.relpath
         tmp = target.with_name(".verify-" + target.name)
         atomic_write(tmp, out.data)
         try:
             written = tmp.read_bytes()
-            reasons = verify_output(written, out.relpath, _probe(data, job))
+            reasons = verify_output(written, out.relpath, probe)
             if reasons:
                 raise _Quarantine("; ".join(reasons))
             os.replace(tmp, target)
@@ -97,10 +96,7 @@ class _Quarantine(Exception):
     pass
 
 
-def _probe(data: bytes, job: Job):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        src = dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+def _probe(src, job: Job):
     iod = annex_e.iod_for_sop_class(src.get("SOPClassUID"))
     return collect_probe(src, job.config.policy, iod)
 
@@ -136,5 +132,3 @@ def iter_results(paths: Iterable[Path], job: Job, workers: int) -> Iterator[Item
 def default_workers() -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
-
-_ = shutil
