@@ -133,3 +133,19 @@ def test_verifier_quarantines_what_the_policy_let_through(tmp_path: Path, cli) -
 
 def test_copy_is_deep() -> None:
     assert copy.deepcopy(Dataset()) == Dataset()
+
+
+def test_verifier_reads_through_deflate(tmp_path: Path) -> None:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from phiscrub.pipeline.verify import Probe, verify_output
+
+    ds = dcmread(TEST_FILES / "CT_small.dcm")
+    ds.PatientName = "Hiddenfam^Hiddengiv"
+    ds.PatientIdentityRemoved = "YES"
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.save_as(tmp_path / "d.dcm", enforce_file_format=True)
+    data = (tmp_path / "d.dcm").read_bytes()
+    assert b"Hiddenfam" not in data  # compressed on disk
+    assert verify_output(data, "x/y.dcm", Probe(frozenset({b"hiddenfam"})))
+    assert not verify_output(data, "x/y.dcm", Probe(frozenset({b"elsewhere"})))
