@@ -416,8 +416,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if single.failures or pool.failures:
         print(f"  note: phiscrub did not release {single.failures} (1 process) / {pool.failures} (pool) files; "
               "their time is still counted")
-    print("  note: phiscrub's time includes re-reading and verifying every output and fsync before rename; "
-          "the peers write without either.")
+    print("  note: phiscrub's time includes its release check (a PHI probe of each source, the written output read "
+          "back from disk and scanned) and an fsync per file; the peers do neither.")
 
     print("\nmemory: phiscrub peak RSS per worker (VmHWM), each corpus size in a fresh process")
     print(f"{'corpus':>7} {'files':>6} {'1 process: after 1st file':>26} {'peak':>10} {'ru_maxrss':>10} "
