@@ -81,11 +81,26 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str) -> Ou
         "sop_class": str(ds.get("SOPClassUID", "")),
         "iod": iod,
         "transfer_syntax": str(transfer_syntax),
-        "actions": {f"{t}:{a}": n for (t, a), n in sorted(ctx.counts.items())},
+        "actions": _compact_actions(ctx.counts),
         "uids_remapped": ctx.uids_mapped,
         "options_recorded": sorted(o.value for o in policy.options),
     }
     return Outcome(buf.getvalue(), relpath, manifest)
+
+
+def _compact_actions(counts) -> dict[str, object]:
+    """Per-tag actions for standard attributes; private ones only as a count (a CT can
+    carry hundreds, and their tags say nothing a reader of the audit needs)."""
+    out: dict[str, object] = {}
+    private = 0
+    for (tag, action), n in sorted(counts.items()):
+        if (tag >> 16) & 1 and action == "X":
+            private += n
+        else:
+            out.setdefault(action, []).append(f"{tag:08X}" if n == 1 else f"{tag:08X}x{n}")
+    if private:
+        out["private_removed"] = private
+    return out
 
 
 def _transfer_syntax(ds) -> str:

@@ -29,6 +29,7 @@ PATIENT_NAME = 0x00100010
 PATIENT_ID = 0x00100020
 TEXT_VALUE, SR_DATETIME, SR_DATE, SR_TIME = 0x0040A160, 0x0040A120, 0x0040A121, 0x0040A122
 SR_VALUE_TAGS = frozenset({TEXT_VALUE, SR_DATETIME, SR_DATE, SR_TIME})
+_KEEP_NEEDS_WORK = frozenset({"SQ", "AS", "UI", None})
 TIMEZONE_OFFSET = 0x00080201
 _TZ = re.compile(r"^[+-]\d{4}$")
 _CLASS_UID = re.compile(r"(Class|TransferSyntax|CodingScheme|Creator|Mapping|Context)\w*UID$")
@@ -49,20 +50,54 @@ class InstanceContext:
     uids_mapped: int = 0
 
     def count(self, tag: int, action: str) -> None:
-        self.counts[(f"{tag:08X}", action)] += 1
+        self.counts[(int(tag), action)] += 1
 
 
 def walk(ds: Dataset, ctx: InstanceContext, nested: bool = False, mode: str | None = None) -> None:
-    _drop_removed_overlays(ds, ctx, nested)
     elems = ds._dict
-    for tag in list(elems.keys()):
-        if tag not in elems:
+    overlay_gone: dict[int, bool] = {}
+    plan = ctx.policy.plan(ctx.iod, nested)
+    resolve = ctx.policy.resolve
+    drop_private = not ctx.policy.needs_private_creator
+    for btag, raw in list(elems.items()):
+        if btag not in elems:
             continue
-        raw = elems[tag]
-        vr = raw.VR or _dict_vr(tag)
-        creator = _private_creator(ds, tag) if (tag >> 16) % 2 == 1 and (tag & 0xFFFF) > 0xFF else None
-        rule = ctx.policy.resolve(int(tag), vr, ctx.iod, nested, creator)
-        rule = _patient_rule(rule, tag, nested, ctx)
+        tag = int(btag)  # plain ints compare in C; pydicom's BaseTag compares in Python
+        group = tag >> 16
+        if drop_private and group & 1:
+            del elems[btag]
+            ctx.count(tag, "X")
+            continue
+        if 0x6000 <= group <= 0x60FF and not group & 1:
+            # an overlay without its data is invalid: when Overlay Data goes, the group goes
+            gone = overlay_gone.get(group)
+            if gone is None:
+                rule = resolve((group << 16) | 0x3000, "OW", ctx.iod, nested, None)
+                gone = overlay_gone[group] = rule.action is Action.REMOVE
+            if gone:
+                del elems[btag]
+                ctx.count(tag, "X")
+                continue
+        if plan is not None and not (tag >> 16) & 1:
+            entry = plan.get(tag)
+            if entry is None:
+                dvr = _dict_vr(tag)
+                rule = _patient_rule(resolve(tag, dvr, ctx.iod, nested, None), tag, nested, ctx)
+                entry = plan[tag] = (rule, dvr)
+            rule, dvr = entry
+            vr = raw.VR or dvr
+            if rule.action is Action.KEEP and mode is None and vr not in _KEEP_NEEDS_WORK:
+                continue  # the common case: a kept attribute stays raw, untouched
+        else:
+            vr = raw.VR or _dict_vr(tag)
+            creator = _private_creator(ds, tag) if (tag >> 16) % 2 == 1 and (tag & 0xFFFF) > 0xFF else None
+            rule = resolve(tag, vr, ctx.iod, nested, creator)
+            if not (tag >> 16) & 1:
+                rule = _patient_rule(rule, tag, nested, ctx)
+        if rule.action is Action.REMOVE:
+            del elems[btag]
+            ctx.count(tag, "X")
+            continue
         _apply(ds, tag, vr, rule, ctx, nested, mode)
     _prune_private_creators(ds)
 
@@ -92,17 +127,6 @@ def _patient_rule(rule: Rule, tag: int, nested: bool, ctx: InstanceContext) -> R
     ):
         return Rule(Action.PSEUDONYMIZE, rule.source + ":pseudonym")
     return rule
-
-
-def _drop_removed_overlays(ds: Dataset, ctx: InstanceContext, nested: bool) -> None:
-    """An overlay without its data is invalid: when Overlay Data goes, the group goes."""
-    groups = {t >> 16 for t in ds._dict if 0x6000 <= (t >> 16) <= 0x60FF and (t >> 16) % 2 == 0}
-    for g in groups:
-        rule = ctx.policy.resolve((g << 16) | 0x3000, "OW", ctx.iod, nested, None)
-        if rule.action == Action.REMOVE:
-            for t in [t for t in ds._dict if t >> 16 == g]:
-                del ds[t]
-                ctx.count(t, "X")
 
 
 def _apply(
@@ -313,6 +337,8 @@ def _sr_value(ds: Dataset, tag: int, vr: str | None, ctx: InstanceContext, mode:
 
 
 def _prune_private_creators(ds: Dataset) -> None:
+    if not any((t >> 16) & 1 for t in ds._dict):
+        return
     for tag in [t for t in ds._dict if (t >> 16) % 2 == 1 and 0x10 <= (t & 0xFFFF) <= 0xFF]:
         group, block = tag >> 16, tag & 0xFF
         lo, hi = (group << 16) | (block << 8), (group << 16) | (block << 8) | 0xFF

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 from phiscrub.dicom.reader import read_instance
 from phiscrub.errors import PhiscrubError
 from phiscrub.keys import KeyRing
-from phiscrub.pipeline.sinks import atomic_write
+from phiscrub.pipeline.sinks import atomic_write, flush, publish, write_temp
 from phiscrub.pipeline.verify import collect_probe, verify_output
 from phiscrub.policy import annex_e
 from phiscrub.policy.config import Config
@@ -31,6 +33,7 @@ class Job:
     policy_hash: str
     dst: Path
     quarantine: Path | None = None
+    durable: bool = False  # fsync every file (else batched: see sinks)
 
 
 @dataclass
@@ -67,17 +70,15 @@ def process_path(path: str, job: Job | None = None) -> ItemResult:
         probe = _probe(src, job)  # before the transform changes the dataset in place
         out = transform_dataset(src, job.config, job.keys, job.policy_hash)
         target = job.dst / out.relpath
-        tmp = target.with_name(".verify-" + target.name)
-        atomic_write(tmp, out.data)
+        tmp = write_temp(target, out.data, job.durable)
         try:
-            written = tmp.read_bytes()
+            written = tmp.read_bytes()  # the verifier reads what storage holds, not our buffer
             reasons = verify_output(written, out.relpath, probe)
             if reasons:
                 raise _Quarantine("; ".join(reasons))
-            os.replace(tmp, target)
+            publish(tmp, target)
         finally:
-            if tmp.exists():
-                tmp.unlink()
+            tmp.unlink(missing_ok=True)
         return ItemResult(path, src_hash, len(data), "done", relpath=out.relpath,
                           manifest=out.manifest)
     except _Quarantine as q:
@@ -113,22 +114,37 @@ def _quarantine_copy(path: str, data: bytes, job: Job, src_hash: str) -> None:
 def run(
     paths: Iterable[Path], job: Job, workers: int, on_result: Callable[[ItemResult], None]
 ) -> None:
+    """Streams results as they come; at most a few batches are in flight at once, so the
+    parent's memory does not grow with the corpus."""
     items = [str(p) for p in paths]
     if workers <= 1 or len(items) < 8:
         for p in items:
             on_result(process_path(p, job))
+        flush()
         return
+    batch = max(1, min(32, len(items) // (workers * 8)))
+    chunks = [items[i:i + batch] for i in range(0, len(items), batch)]
     with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(job,)) as ex:
-        for res in ex.map(process_path, items, chunksize=max(1, min(32, len(items) // (workers * 8)))):
-            on_result(res)
+        pending: deque = deque()
+        it = iter(chunks)
+        for chunk in islice(it, workers * 3):
+            pending.append(ex.submit(_process_chunk, chunk))
+        while pending:
+            for res in pending.popleft().result():
+                on_result(res)
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append(ex.submit(_process_chunk, nxt))
+        for f in [ex.submit(flush) for _ in range(workers)]:
+            f.result()
+    flush()
 
 
-def iter_results(paths: Iterable[Path], job: Job, workers: int) -> Iterator[ItemResult]:
-    out: list[ItemResult] = []
-    run(paths, job, workers, out.append)
-    yield from out
+def _process_chunk(paths: list[str]) -> list[ItemResult]:
+    return [process_path(p) for p in paths]
 
 
 def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
-
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1

@@ -49,7 +49,8 @@ def collect_probe(src: Dataset, policy: Policy, iod: str | None) -> Probe:
     # names and identifiers are excused only where the policy kept exactly that value in
     # another attribute (an issuer equal to a retained institution name); other removed
     # values also where a kept attribute contains them
-    for low in (strict - kept) | {v for v in soft - kept if not any(v in k for k in kept)}:
+    kept_blob = "\x00".join(kept)
+    for low in (strict - kept) | {v for v in soft - kept if v not in kept_blob}:
         if len(low) < MIN_PROBE or low in _NOT_PROBES or low in UID_dictionary:
             continue
         for enc in ("utf-8", "latin-1"):

@@ -108,6 +108,41 @@ class Policy:
             self._cache[key] = rule
         return rule
 
+    def plan(self, iod: str | None, nested: bool) -> dict[int, Rule] | None:
+        """A per-context table of public tags to rules, filled as tags are met.
+
+        Saves the tuple key of ``resolve`` on the hot path. None when an override selects by
+        VR, because then the rule depends on more than the tag.
+        """
+        if self._has_vr_overrides:
+            return None
+        key = ("plan", iod, nested)
+        table = self._cache.get(key)
+        if table is None:
+            table = self._cache[key] = {}
+        return table
+
+    @property
+    def needs_private_creator(self) -> bool:
+        """Whether any rule for a private element depends on its creator; when none does,
+        every private element is removed without reading its block's creator."""
+        flag = self._cache.get("needs_creator")
+        if flag is None:
+            flag = self._cache["needs_creator"] = (
+                self.profile == "keep_all"
+                or Option.RETAIN_SAFE_PRIVATE in self.options
+                or any(o.private_creator is not None or o.tag is not None and (o.tag >> 16) & 1
+                       or o.vr is not None for o in self.overrides)
+            )
+        return flag
+
+    @property
+    def _has_vr_overrides(self) -> bool:
+        flag = self._cache.get("vr_overrides")
+        if flag is None:
+            flag = self._cache["vr_overrides"] = any(o.vr is not None for o in self.overrides)
+        return flag
+
     def _resolve(
         self, tag: int, vr: str | None, iod: str | None, nested: bool, creator: str | None
     ) -> Rule:
