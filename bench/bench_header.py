@@ -179,6 +179,7 @@ def fresh(folder: Path) -> Path:
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
+    os.sync()  # start each timing with no dirty pages left by the tool before it
     return folder
 
 

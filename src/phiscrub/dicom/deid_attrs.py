@@ -14,7 +14,22 @@ def performed_options(policy: Policy) -> list[Option]:
     return [o for o in Option if o in policy.options and o not in NOT_PERFORMED_HERE]
 
 
+_PREBUILT: dict[str, list] = {}
+
+
 def stamp(ds: Dataset, policy: Policy, policy_hash: str) -> None:
+    """Adds the attributes; built once per policy and shared, since every output of a run
+    carries the same ones (they are only ever written, never changed)."""
+    elems = _PREBUILT.get(policy_hash)
+    if elems is None:
+        proto = Dataset()
+        _build(proto, policy, policy_hash)
+        elems = _PREBUILT[policy_hash] = list(proto._dict.values())
+    for elem in elems:
+        ds._dict[elem.tag] = elem
+
+
+def _build(ds: Dataset, policy: Policy, policy_hash: str) -> None:
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = [
         f"phiscrub {__version__}",

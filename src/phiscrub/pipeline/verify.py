@@ -84,42 +84,62 @@ def _vr(raw, tag: int) -> str | None:
         return None
 
 
+_SKIP, _KEPT, _REMOVED, _SEQ_KEPT, _SEQ_REMOVED = range(5)
+
+
+def _category(policy: Policy, tag: int, vr: str | None, iod, nested: bool, creator: str | None) -> tuple[int, str]:
+    """What the probe does with an element: skip it, note its value as kept, or as removed."""
+    rule = policy.resolve(tag, vr, iod, nested, creator)
+    if vr == "SQ":
+        return (_SEQ_REMOVED if rule.action == Action.REMOVE else _SEQ_KEPT), ""
+    private = (tag >> 16) & 1
+    probe_vr = vr in _PROBE_VRS or (private and vr in (None, "UN", "LO", "SH", "LT", "ST", "UT"))
+    if not probe_vr:
+        return (_KEPT if vr in _STRING_VRS and rule.action == Action.KEEP else _SKIP), ""
+    shifted = rule.action in (Action.CLEAN, Action.SHIFT_DATE) and vr in ("DA", "DT", "UI")
+    if rule.action in (Action.KEEP, Action.CLEAN, Action.CLEAN_TEXT) and not (
+        shifted and not policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES)
+    ):
+        return _KEPT, ""
+    return _REMOVED, (_STRICT if (vr == "PN" or tag in _IDENTITY_TAGS) else "")
+
+
 def _collect(ds: Dataset, policy: Policy, iod, nested, removed: set, kept: set) -> None:
     """Walks raw elements, decoding only string values, so the probe costs little."""
     creators: dict[int, str] = {}
-    for tag, raw in list(ds._dict.items()):
-        tag = int(tag)
-        vr = _vr(raw, tag)
+    table = policy._cache.setdefault(("probe", iod, nested), {})
+    for btag, raw in list(ds._dict.items()):
+        tag = int(btag)
         group, elem = tag >> 16, tag & 0xFFFF
-        private = group % 2 == 1
-        creator = None
-        if private and 0x10 <= elem <= 0xFF:
-            vals = _strings(raw.value) if not hasattr(raw, "private_creator") else []
-            creators[(group << 8) | elem] = vals[0] if vals else ""
-        elif private:
-            creator = creators.get((group << 8) | (elem >> 8))
-        rule = policy.resolve(tag, vr, iod, nested, creator)
-        if vr == "SQ":
-            target = removed if rule.action == Action.REMOVE else None
-            for item in ds[tag].value or []:
-                _collect(item, policy, iod, True, removed, target if target is not None else kept)
+        if group & 1:
+            vr = _vr(raw, tag)
+            creator = None
+            if 0x10 <= elem <= 0xFF:
+                vals = _strings(raw.value) if not hasattr(raw, "private_creator") else []
+                creators[(group << 8) | elem] = vals[0] if vals else ""
+            else:
+                creator = creators.get((group << 8) | (elem >> 8))
+            cat, mark = _category(policy, tag, vr, iod, nested, creator)
+        else:
+            key = (tag, raw.VR)
+            entry = table.get(key)
+            if entry is None:
+                entry = table[key] = _category(policy, tag, _vr(raw, tag), iod, nested, None)
+            cat, mark = entry
+        if cat == _SKIP:
             continue
-        probe_vr = vr in _PROBE_VRS or (private and vr in (None, "UN", "LO", "SH", "LT", "ST", "UT"))
-        if not probe_vr:
-            if vr in _STRING_VRS and rule.action == Action.KEEP:
-                kept.update(_strings(raw.value))
+        if cat >= _SEQ_KEPT:
+            target = removed if cat == _SEQ_REMOVED else kept
+            for item in ds[btag].value or []:
+                _collect(item, policy, iod, True, removed, target)
             continue
         vals = _strings(raw.value)
-        shifted = rule.action in (Action.CLEAN, Action.SHIFT_DATE) and vr in ("DA", "DT", "UI")
-        if rule.action in (Action.KEEP, Action.CLEAN, Action.CLEAN_TEXT) and not (
-            shifted and not policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES)
-        ):
+        if cat == _KEPT:
             kept.update(vals)
             continue
-        mark = _STRICT if (vr == "PN" or tag in _IDENTITY_TAGS) else ""
         for v in vals:
             removed.add(mark + v)
-            if vr == "PN":
+            if raw.VR == "PN" or (mark and "^" in v):
                 removed.update(_STRICT + p.strip() for p in v.replace("=", "^").split("^") if p.strip())
 
 
