@@ -79,3 +79,20 @@ def test_other_key_other_pseudonyms(tmp_path: Path, cli) -> None:
     assert cli("deidentify", tmp_path / "in", tmp_path / "o2", "-q", env=env).exit_code == 0
     a, b = _outputs(tmp_path / "o1")[0], _outputs(tmp_path / "o2")[0]
     assert a.PatientID != b.PatientID and a.StudyInstanceUID != b.StudyInstanceUID
+
+
+def test_long_lived_process_survives_output_folder_removal(tmp_path: Path) -> None:
+    """A service keeps one process; if an operator clears the output folder between jobs,
+    the next job must still write (the folder cache is only a cache)."""
+    import shutil
+
+    from phiscrub.keys import KeyRing
+    from phiscrub.pipeline.runner import Job, process_path
+    from phiscrub.policy import load_config
+
+    _, paths = make_study(tmp_path / "in", n_ct=1, n_mr=0)
+    cfg = load_config(None)
+    job = Job(cfg, KeyRing(b"k" * 20), cfg.policy.digest(), tmp_path / "out")
+    assert process_path(str(paths[0]), job).status == "done"
+    shutil.rmtree(tmp_path / "out")
+    assert process_path(str(paths[0]), job).status == "done"

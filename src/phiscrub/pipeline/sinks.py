@@ -26,7 +26,12 @@ def write_temp(target: Path, data: bytes, durable: bool = False) -> Path:
     """Writes beside the target under a hidden temporary name; the caller renames it."""
     ensure_dir(target.parent)
     tmp = target.with_name(f".partial-{os.getpid()}-{target.name}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except FileNotFoundError:  # the folder went away under a long-lived process: recreate
+        _made_dirs.clear()
+        ensure_dir(target.parent)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         view = memoryview(data)
         while view:
