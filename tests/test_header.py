@@ -129,3 +129,42 @@ def test_header_only_keeps_pixels_and_syntax(cli, tmp_path: Path, name: str) -> 
                 assert a.PixelData == b.PixelData  # byte for byte, never decoded
             else:
                 assert a[kw].value[0].WaveformData == b[kw].value[0].WaveformData
+
+
+def test_retain_safe_private_keeps_only_listed_elements(cli, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    ds = dcmread(TEST_FILES / "MR_small.dcm")
+    block = ds.private_block(0x0019, "SIEMENS MR HEADER", create=True)
+    block.add_new(0x0C, "IS", "1000")  # B_value: listed as safe
+    block.add_new(0x10, "LO", "Privname Leaky")  # not listed
+    other = ds.private_block(0x0021, "ACME", create=True)
+    other.add_new(0x10, "LO", "Acme Secret")
+    ds.save_as(src / "a.dcm")
+    for opts, expect_b in (("[]", False), ("[retain_safe_private]", True)):
+        name = "o" + str(expect_b)
+        outs = _run(cli, tmp_path, src, f"options: {opts}\n", name=name)
+        out = _one(outs, "MR")
+        private = {(e.tag.group, e.tag.element & 0xFF) for e in out if e.tag.is_private and e.tag.element > 0xFF}
+        assert private == ({(0x0019, 0x0C)} if expect_b else set())
+        raw = next((tmp_path / name).rglob("*.dcm")).read_bytes()
+        assert b"Privname" not in raw and b"Acme Secret" not in raw
+        if expect_b:
+            assert out.private_block(0x0019, "SIEMENS MR HEADER")[0x0C].value == 1000
+            assert "113111" in {i.CodeValue for i in out.DeidentificationMethodCodeSequence}
+
+
+def test_overlays_follow_clean_graphics(cli, tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    src.mkdir()
+    ds = dcmread(TEST_FILES / "examples_overlay.dcm")
+    ds.add_new(0x60004000, "LT", "Marked by Dr Whitmore")
+    ds.PatientName = "Whitmore^Ann"
+    ds.save_as(src / "a.dcm")
+    basic = _run(cli, tmp_path, src, "options: []\n", name="b")
+    out = next(iter(basic.values()))
+    assert not [e for e in out if 0x6000 <= e.tag.group <= 0x60FF]  # the whole overlay goes
+    kept = next(iter(_run(cli, tmp_path, src, "options: [clean_graphics]\n", name="g").values()))
+    assert kept[0x60003000].value == ds[0x60003000].value  # overlay data kept, unchanged
+    assert "Whitmore" not in kept[0x60004000].value
+    assert "113103" in {i.CodeValue for i in kept.DeidentificationMethodCodeSequence}
