@@ -25,7 +25,7 @@ from phiscrub.keys import KEY_ENV, generate_key_file, load_key
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="De-identify medical images.")
 err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False)
+out = Console(highlight=False, soft_wrap=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML config, or a Google DeidentifyConfig JSON.")]
 KeyFileOpt = Annotated[Optional[Path], typer.Option("--key-file", help=f"Key file (else ${KEY_ENV}).")]
