@@ -96,3 +96,21 @@ def test_long_lived_process_survives_output_folder_removal(tmp_path: Path) -> No
     assert process_path(str(paths[0]), job).status == "done"
     shutil.rmtree(tmp_path / "out")
     assert process_path(str(paths[0]), job).status == "done"
+
+
+def test_rerun_resumes_and_redoes_only_what_changed(tmp_path: Path, cli) -> None:
+    _, paths = make_study(tmp_path / "in", n_ct=2, n_mr=1)
+    assert cli("deidentify", tmp_path / "in", tmp_path / "out", "-q").exit_code == 0
+    first = {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.dcm")}
+    res = cli("deidentify", tmp_path / "in", tmp_path / "out", "-q")
+    assert res.exit_code == 0 and "4 item(s) already done" in res.output
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "out").rglob("*.dcm")} == first
+    # an output removed by hand is made again; a changed source is redone
+    victim = next(iter(first))
+    victim.unlink()
+    res = cli("deidentify", tmp_path / "in", tmp_path / "out", "-q")
+    assert "3 item(s) already done" in res.output and victim.exists()
+    res = cli("deidentify", tmp_path / "in", tmp_path / "out", "-q", "--restart")
+    assert "already done" not in res.output and "4 done" in res.output
+    db = (tmp_path / "out" / ".phiscrub" / "state.sqlite").read_bytes()
+    assert str(tmp_path).encode() not in db and b"Davidson" not in db

@@ -55,12 +55,14 @@ def deidentify(
     workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (0: one per core).")] = -1,
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help="Copy originals that fail here (outside DST).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Ignore the saved job state; redo every item.")] = False,
 ) -> None:
     """De-identify SRC into DST: DST/<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm."""
     from phiscrub.pipeline.audit import AuditLog
     from phiscrub.pipeline.discover import discover
     from phiscrub.pipeline.runner import Job, default_workers, run
-    from phiscrub.pipeline.sinks import state_dir
+    from phiscrub.pipeline.sinks import flush, state_dir
+    from phiscrub.pipeline.state import JobState
 
     if not src.exists():
         raise _usage(f"{src}: no such file or folder")
@@ -88,12 +90,26 @@ def deidentify(
     job = Job(cfg, keys, policy_hash, dst, quarantine)
     n_workers = workers if workers >= 0 else cfg.workers
     n_workers = n_workers or default_workers()
-    paths = list(discover(src))
     sdir = state_dir(dst)
+    state = JobState(sdir / "state.sqlite")
+    paths, item_keys, skipped = [], {}, 0
+    for p in discover(src):
+        try:
+            k = JobState.item_key(keys, p, policy_hash)
+        except OSError:
+            k = ""
+        rel = None if restart or not k else state.done_relpath(k)
+        if rel is not None and (dst / rel).is_file():
+            skipped += 1  # done by an earlier run with this file, policy and key
+            continue
+        item_keys[str(p)] = k
+        paths.append(p)
+    if skipped:
+        err.print(f"resuming: {skipped} item(s) already done in an earlier run are skipped")
     audit = AuditLog(sdir / "audit.jsonl")
     audit.append("run-start", version=__version__, policy=policy_hash,
                  profile=cfg.policy.profile, options=sorted(o.value for o in cfg.policy.options),
-                 items=len(paths), source=keys.hash_hex("src:" + str(src.resolve())))
+                 items=len(paths), skipped=skipped, source=keys.hash_hex("src:" + str(src.resolve())))
     counts: Counter[str] = Counter()
     started = time.perf_counter()
     progress = Progress(TextColumn("[bold]de-identifying"), BarColumn(), MofNCompleteColumn(),
@@ -109,17 +125,21 @@ def deidentify(
                 # one line per failed file, naming the file and the reason, never a value in it
                 progress.console.print(f"[yellow]{r.status}:[/yellow] {r.source}: {r.reason}",
                                        markup=True, highlight=False)
+            if item_keys.get(r.source):
+                state.record(item_keys[r.source], r.status, r.relpath, r.category)
             audit.append("item", item=r.source_hash, size=r.size, status=r.status,
                          category=r.category, reason=r.reason, output=r.relpath,
                          manifest=r.manifest)
             progress.update(task, advance=1, bad=counts["failed"] + counts["quarantined"])
 
         run(paths, job, n_workers, on_result)
+    flush()  # outputs reach the disk before the state says they are done
+    state.close()
     elapsed = time.perf_counter() - started
-    audit.append("run-end", done=counts["done"], failed=counts["failed"],
+    audit.append("run-end", done=counts["done"], failed=counts["failed"], skipped=skipped,
                  quarantined=counts["quarantined"], seconds=round(elapsed, 3))
     audit.close()
-    summary = {"done": counts["done"], "failed": counts["failed"],
+    summary = {"done": counts["done"], "skipped": skipped, "failed": counts["failed"],
                "quarantined": counts["quarantined"], "seconds": round(elapsed, 3)}
     (sdir / "last-run.json").write_text(json.dumps(summary, indent=1) + "\n")
     rate = len(paths) / elapsed if elapsed > 0 else 0.0
