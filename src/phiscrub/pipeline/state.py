@@ -56,6 +56,7 @@ class JobState:
             self.commit()
 
     def commit(self) -> None:
+        os.sync()  # the outputs these rows call done reach the disk before the rows do
         self.db.commit()
         self._pending = 0
 
