@@ -17,10 +17,11 @@ import yaml
 from phiscrub.errors import ConfigError
 from phiscrub.policy.actions import Action, Option
 from phiscrub.policy.overrides import Override, parse_selector
+from phiscrub.policy.pixels_config import PixelsConfig, parse_pixels
 from phiscrub.policy.profile import PROFILES, Policy
 
 DEFAULT_OPTIONS = (Option.RETAIN_LONGITUDINAL_MODIFIED_DATES,)
-TOP_KEYS = {"profile", "options", "tags", "date_shift", "pseudonymize_patient", "text", "workers"}
+TOP_KEYS = {"profile", "options", "tags", "date_shift", "pseudonymize_patient", "text", "workers", "pixels"}
 
 
 @dataclass
@@ -28,6 +29,7 @@ class Config:
     policy: Policy
     text_patterns: tuple[re.Pattern[str], ...] = ()
     workers: int = 0  # 0: one per core
+    pixels: PixelsConfig = field(default_factory=PixelsConfig)
     source: str = "defaults"
     notes: list[str] = field(default_factory=list)
 
@@ -129,4 +131,6 @@ def from_mapping(doc: dict[str, Any]) -> Config:
     workers = doc.get("workers", 0)
     if not isinstance(workers, int) or workers < 0:
         raise ConfigError("workers: must be a non-negative integer")
-    return Config(policy=policy, text_patterns=tuple(patterns), workers=workers, source="yaml")
+    pixels = parse_pixels(doc.get("pixels"))
+    policy.extra_digest = pixels.describe() if Option.CLEAN_PIXEL_DATA in policy.options else {}
+    return Config(policy=policy, text_patterns=tuple(patterns), workers=workers, source="yaml", pixels=pixels)

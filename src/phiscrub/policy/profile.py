@@ -55,6 +55,7 @@ class Policy:
     date_shift_max: int = -1
     pseudonymize_patient: bool = True
     text_marker: str = "[REMOVED]"
+    extra_digest: dict = field(default_factory=dict)  # other settings that change output bytes
     _cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -86,6 +87,7 @@ class Policy:
             "pseudonymize_patient": self.pseudonymize_patient,
             "marker": self.text_marker,
             "table": table_sha,
+            "extra": self.extra_digest,
         }
         return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
 

@@ -1,0 +1,104 @@
+"""The `pixels` section of the config: how burned-in text is handled under clean_pixel_data.
+
+Validated once at load time, with messages that name the key at fault.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MODES = ("auto", "sensitive", "all", "none")
+# Kinds of image known to carry burned-in text: 'auto' applies sensitive mode to these.
+DEFAULT_TEXT_MODALITIES = ("US", "SC", "OT", "XA", "ES", "RF", "DX", "CR", "MG", "IVUS", "XC", "GM")
+DEFAULT_ALLOW = (
+    "L", "R", "A", "P", "H", "F", "AP", "PA", "LAT", "LL", "RL", "LR", "RLAT", "LLAT", "OBL", "SUP", "INF",
+    "ANT", "POST", "MHz", "cm", "mm", "dB", "Hz", "bpm", "fps", "HR", "FR", "DR", "THI", "PW", "CW",
+    "Gain", "Depth", "Freq", "Res", "Gen", "Pen", "MI", "TIS", "TIB", "TIC", "Zoom", "Map", "CFM", "PRF",
+)
+
+
+@dataclass(frozen=True)
+class PixelsConfig:
+    text_redaction: str = "auto"
+    modalities: tuple[str, ...] = DEFAULT_TEXT_MODALITIES
+    threshold: float = 0.8
+    fill: int | str = 0
+    padding: int = 3
+    inpaint: bool = False
+    allow: tuple[str, ...] = DEFAULT_ALLOW
+    patterns: tuple[re.Pattern[str], ...] = ()
+    rules: tuple[Path, ...] = ()
+    engine: str = "rapidocr"
+    recheck_frames: int = 3
+    on_failure: str = "quarantine"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> dict[str, object]:
+        """What goes into the policy hash: every setting that changes output bytes."""
+        return {
+            "mode": self.text_redaction, "modalities": list(self.modalities), "threshold": self.threshold,
+            "fill": self.fill, "padding": self.padding, "inpaint": self.inpaint, "allow": list(self.allow),
+            "patterns": [p.pattern for p in self.patterns], "rules": [str(r) for r in self.rules],
+            "engine": self.engine, "recheck": self.recheck_frames,
+        }
+
+
+KEYS = {"text_redaction", "modalities", "threshold", "fill", "padding", "inpaint", "allow", "patterns", "rules",
+        "engine", "recheck_frames", "on_failure"}
+
+
+def parse_pixels(doc: Any) -> PixelsConfig:
+    from phiscrub.errors import ConfigError
+
+    if doc is None:
+        return PixelsConfig()
+    if not isinstance(doc, dict):
+        raise ConfigError("pixels: must be a mapping")
+    unknown = set(doc) - KEYS
+    if unknown:
+        raise ConfigError(f"pixels: unknown key(s) {sorted(unknown)}; known: {sorted(KEYS)}")
+    mode = str(doc.get("text_redaction", "auto")).lower()
+    if mode not in MODES:
+        raise ConfigError(f"pixels.text_redaction: use one of {list(MODES)}")
+    try:
+        threshold = float(doc.get("threshold", 0.8))
+    except (TypeError, ValueError):
+        raise ConfigError("pixels.threshold: must be a number between 0 and 1") from None
+    if not 0.0 < threshold <= 1.0:
+        raise ConfigError("pixels.threshold: must be a number between 0 and 1")
+    fill = doc.get("fill", 0)
+    if not (isinstance(fill, int) or fill in ("min", "max")):
+        raise ConfigError("pixels.fill: an integer, 'min' or 'max'")
+    padding = doc.get("padding", 3)
+    if not isinstance(padding, int) or padding < 0:
+        raise ConfigError("pixels.padding: a non-negative integer")
+    patterns = []
+    for i, p in enumerate(doc.get("patterns") or []):
+        try:
+            patterns.append(re.compile(str(p), re.IGNORECASE))
+        except re.error:
+            raise ConfigError(f"pixels.patterns[{i}]: not a valid regular expression") from None
+    on_failure = str(doc.get("on_failure", "quarantine"))
+    if on_failure not in ("quarantine",):
+        raise ConfigError("pixels.on_failure: only 'quarantine' is supported")
+    rules = tuple(Path(r) for r in doc.get("rules") or [])
+    for i, r in enumerate(rules):
+        if not r.is_file():
+            raise ConfigError(f"pixels.rules[{i}]: no such file")
+    return PixelsConfig(
+        text_redaction=mode,
+        modalities=tuple(str(m).upper() for m in doc.get("modalities", DEFAULT_TEXT_MODALITIES)),
+        threshold=threshold,
+        fill=fill,
+        padding=padding,
+        inpaint=bool(doc.get("inpaint", False)),
+        allow=tuple(str(a) for a in doc.get("allow", DEFAULT_ALLOW)),
+        patterns=tuple(patterns),
+        rules=rules,
+        engine=str(doc.get("engine", "rapidocr")),
+        recheck_frames=int(doc.get("recheck_frames", 3)),
+        on_failure=on_failure,
+    )
