@@ -56,6 +56,12 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str) -> Ou
     policy = config.policy
     who = identity.patient_identity(ds)
     terms = identity.collect_terms(ds) if needs_terms(config) else PhiTerms()
+    pixel_outcome = None
+    if policy.has(Option.CLEAN_PIXEL_DATA):
+        # before the header pass: it needs the original names, IDs and device identity
+        from phiscrub.dicom.burned_in import clean_pixels
+
+        pixel_outcome = clean_pixels(ds, config.pixels)
     iod = annex_e.iod_for_sop_class(ds.get("SOPClassUID"))
     ctx = header.InstanceContext(
         policy=policy,
@@ -68,7 +74,7 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str) -> Ou
     )
     transfer_syntax = _transfer_syntax(ds)
     header.walk(ds, ctx)
-    stamp(ds, policy, policy_hash)
+    stamp(ds, policy, policy_hash, pixels_cleaned=bool(pixel_outcome and pixel_outcome.performed))
     _rebuild_meta(ds, ctx, transfer_syntax)
     if not UID(transfer_syntax).is_implicit_VR and any(getattr(r, "VR", "x") is None for r in ds._dict.values()):
         for _ in ds.iterall():  # read as implicit but declared explicit: give every element its VR
@@ -85,6 +91,8 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str) -> Ou
         "uids_remapped": ctx.uids_mapped,
         "options_recorded": sorted(o.value for o in policy.options),
     }
+    if pixel_outcome is not None:
+        manifest["pixels"] = pixel_outcome.manifest()
     return Outcome(buf.getvalue(), relpath, manifest)
 
 

@@ -10,26 +10,30 @@ from phiscrub.policy.actions import BASIC_PROFILE_CODE, NOT_PERFORMED_HERE, Opti
 from phiscrub.policy.profile import Policy
 
 
-def performed_options(policy: Policy) -> list[Option]:
-    return [o for o in Option if o in policy.options and o not in NOT_PERFORMED_HERE]
+def performed_options(policy: Policy, pixels_cleaned: bool = False) -> list[Option]:
+    done = [o for o in Option if o in policy.options and o not in NOT_PERFORMED_HERE]
+    if pixels_cleaned:
+        done.insert(0, Option.CLEAN_PIXEL_DATA)
+    return done
 
 
 _PREBUILT: dict[str, list] = {}
 
 
-def stamp(ds: Dataset, policy: Policy, policy_hash: str) -> None:
+def stamp(ds: Dataset, policy: Policy, policy_hash: str, pixels_cleaned: bool = False) -> None:
     """Adds the attributes; built once per policy and shared, since every output of a run
     carries the same ones (they are only ever written, never changed)."""
-    elems = _PREBUILT.get(policy_hash)
+    key = f"{policy_hash}:{pixels_cleaned}"
+    elems = _PREBUILT.get(key)
     if elems is None:
         proto = Dataset()
-        _build(proto, policy, policy_hash)
-        elems = _PREBUILT[policy_hash] = list(proto._dict.values())
+        _build(proto, policy, policy_hash, pixels_cleaned)
+        elems = _PREBUILT[key] = list(proto._dict.values())
     for elem in elems:
         ds._dict[elem.tag] = elem
 
 
-def _build(ds: Dataset, policy: Policy, policy_hash: str) -> None:
+def _build(ds: Dataset, policy: Policy, policy_hash: str, pixels_cleaned: bool) -> None:
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = [
         f"phiscrub {__version__}",
@@ -38,7 +42,7 @@ def _build(ds: Dataset, policy: Policy, policy_hash: str) -> None:
     ]
     items = []
     codes = [BASIC_PROFILE_CODE] if policy.profile != "keep_all" else []
-    codes += [o.code for o in performed_options(policy)]
+    codes += [o.code for o in performed_options(policy, pixels_cleaned)]
     for value, meaning in codes:
         item = Dataset()
         item.CodeValue = value

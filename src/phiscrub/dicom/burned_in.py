@@ -1,0 +1,163 @@
+"""clean_pixel_data: find text burned into the pixels, blank what identifies, re-encode
+losslessly, and only then say so in the header.
+
+Runs on the original header (before the header pass removes the values it needs: the
+patient's name to recognise, the manufacturer and model for static rules). Heavy imports
+(numpy codecs, the OCR engine) happen only when a file actually needs pixel work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydicom.dataset import Dataset
+
+from phiscrub.dicom.boxes import Box
+from phiscrub.dicom.pixel_rules import matching_boxes
+from phiscrub.errors import VerificationFailed
+from phiscrub.policy.pixels_config import PixelsConfig
+
+SECONDARY_CAPTURE_ROOT = "1.2.840.10008.5.1.4.1.1.7"
+MAX_RECHECK_ROUNDS = 2
+
+
+@dataclass
+class PixelOutcome:
+    performed: bool  # detection and redaction ran, and the re-check found nothing left
+    mode: str
+    boxes: list[Box] = field(default_factory=list)
+    frames: int = 0
+    syntax: str = ""
+
+    def manifest(self) -> dict[str, object]:
+        return {"performed": self.performed, "mode": self.mode, "frames": self.frames,
+                "transfer_syntax": self.syntax, "boxes": [b.manifest() for b in self.boxes]}
+
+
+def pixel_terms(ds: Dataset):
+    """The original header's identifying values, in every form burned-in text takes."""
+    try:
+        from phiscrub.ocr.phi_match import terms_from_header
+    except ImportError:  # pragma: no cover - the OCR package is part of the install
+        from phiscrub.dicom.identity import collect_terms as terms_from_header
+    return terms_from_header(ds)
+
+
+def effective_mode(ds: Dataset, cfg: PixelsConfig) -> str:
+    """'auto' applies sensitive mode to the kinds of image known to carry burned-in text."""
+    if cfg.text_redaction != "auto":
+        return cfg.text_redaction
+    if str(ds.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
+        return "sensitive"
+    if str(ds.get("Modality", "") or "").upper() in cfg.modalities:
+        return "sensitive"
+    if str(ds.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE_ROOT):
+        return "sensitive"
+    image_type = " ".join(str(v) for v in (ds.get("ImageType") or []))
+    if "SCREEN" in image_type.upper():  # screen saves and screen captures
+        return "sensitive"
+    return "none"
+
+
+def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
+    if "PixelData" not in ds:
+        return PixelOutcome(False, "no-pixel-data")
+    mode = effective_mode(ds, cfg)
+    static = matching_boxes(ds, cfg.rules)
+    if mode == "none" and not static:
+        return PixelOutcome(False, "none")
+
+    from phiscrub.dicom import pixels
+    from phiscrub.ocr.engine import get_engine
+    from phiscrub.ocr.phi_match import classify
+    from phiscrub.ocr.prepare import detect_text
+
+    frames = pixels.decode_frames(ds)
+    n_frames = frames.shape[0]
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    window = _window(ds)
+    boxes: list[Box] = list(static)
+    engine = get_engine(cfg.engine) if mode != "none" else None
+    terms = pixel_terms(ds) if engine is not None else None
+
+    def find(stack) -> list[Box]:
+        found = detect_text(stack, photometric, window, engine)
+        return classify(found, terms, mode, cfg.threshold, list(cfg.allow), list(cfg.patterns))
+
+    if engine is not None:
+        boxes += find(frames)
+    padded = [b.padded(cfg.padding, rows, cols) for b in boxes]
+    redacted = _redact(pixels, frames, padded, cfg)
+    if engine is not None:
+        # Re-check a sample of redacted frames: clocks and counters change frame to frame,
+        # so what the projections missed shows up here; add it and look again.
+        for _ in range(MAX_RECHECK_ROUNDS):
+            left = [b for b in find(_sample(redacted, cfg.recheck_frames)) if not _covered(b, padded)]
+            if not left:
+                break
+            padded += [Box(b.x, b.y, b.w, b.h, None, b.reason).padded(cfg.padding, rows, cols) for b in left]
+            redacted = _redact(pixels, frames, padded, cfg)
+        else:
+            raise VerificationFailed("identifying text still found in the pixels after redaction")
+    syntax = pixels.encode_into(ds, redacted)
+    ds.BurnedInAnnotation = "NO"
+    return PixelOutcome(True, mode, padded, n_frames, syntax)
+
+
+def _redact(pixels, frames, boxes: list[Box], cfg: PixelsConfig):
+    if cfg.inpaint:
+        return _inpaint(frames, boxes)
+    return pixels.redact(frames, boxes, cfg.fill)
+
+
+def _inpaint(frames, boxes: list[Box]):
+    """Opt-in: fill boxes from their surroundings (OpenCV Telea) instead of a flat fill."""
+    import cv2
+    import numpy as np
+
+    out = frames.copy()
+    for i in range(out.shape[0]):
+        mask = np.zeros(out.shape[1:3], dtype=np.uint8)
+        for b in boxes:
+            if b.frame is None or b.frame == i:
+                mask[b.y:b.y + b.h, b.x:b.x + b.w] = 255
+        if not mask.any():
+            continue
+        frame = out[i]
+        if frame.dtype in (np.uint8, np.uint16) and (frame.ndim == 2 or frame.shape[2] == 3 and frame.dtype == np.uint8):
+            out[i] = cv2.inpaint(frame, mask, 3, cv2.INPAINT_TELEA)
+        else:
+            f32 = frame.astype(np.float32)
+            out[i] = cv2.inpaint(f32, mask, 3, cv2.INPAINT_TELEA).round().astype(frame.dtype)
+    return out
+
+
+def _sample(frames, n: int):
+    count = frames.shape[0]
+    if count <= n:
+        return frames
+    idx = sorted({0, count - 1, *(round(k * (count - 1) / (n - 1)) for k in range(n))})
+    return frames[idx]
+
+
+def _covered(b: Box, boxes: list[Box], need: float = 0.9) -> bool:
+    area = max(1, b.w * b.h)
+    for o in boxes:
+        ix = max(0, min(b.x + b.w, o.x + o.w) - max(b.x, o.x))
+        iy = max(0, min(b.y + b.h, o.y + o.h) - max(b.y, o.y))
+        if ix * iy >= need * area:
+            return True
+    return False
+
+
+def _window(ds: Dataset) -> tuple[float, float] | None:
+    try:
+        c, w = ds.get("WindowCenter"), ds.get("WindowWidth")
+        if c is None or w is None:
+            return None
+        c = c[0] if hasattr(c, "__len__") and not isinstance(c, str) else c
+        w = w[0] if hasattr(w, "__len__") and not isinstance(w, str) else w
+        return float(c), float(w)
+    except (TypeError, ValueError, IndexError):
+        return None
