@@ -75,7 +75,8 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     frames = pixels.decode_frames(ds)
     n_frames = frames.shape[0]
     rows, cols = int(ds.Rows), int(ds.Columns)
-    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2"))
+    # a JPEG's own markers can change the colour space: trust the decoded layout
+    photometric = pixels.decoded_layout(ds).photometric
     window = _window(ds)
     boxes: list[Box] = list(static)
     engine = get_engine(cfg.engine) if mode != "none" else None
@@ -88,7 +89,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     if engine is not None:
         boxes += find(frames)
     padded = [b.padded(cfg.padding, rows, cols) for b in boxes]
-    redacted = _redact(pixels, frames, padded, cfg)
+    redacted = _redact(pixels, frames, padded, cfg, photometric)
     if engine is not None:
         # Re-check a sample of redacted frames: clocks and counters change frame to frame,
         # so what the projections missed shows up here; add it and look again.
@@ -97,7 +98,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
             if not left:
                 break
             padded += [Box(b.x, b.y, b.w, b.h, None, b.reason).padded(cfg.padding, rows, cols) for b in left]
-            redacted = _redact(pixels, frames, padded, cfg)
+            redacted = _redact(pixels, frames, padded, cfg, photometric)
         else:
             raise VerificationFailed("identifying text still found in the pixels after redaction")
     syntax = pixels.encode_into(ds, redacted)
@@ -105,10 +106,10 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     return PixelOutcome(True, mode, padded, n_frames, syntax)
 
 
-def _redact(pixels, frames, boxes: list[Box], cfg: PixelsConfig):
+def _redact(pixels, frames, boxes: list[Box], cfg: PixelsConfig, photometric: str):
     if cfg.inpaint:
         return _inpaint(frames, boxes)
-    return pixels.redact(frames, boxes, cfg.fill)
+    return pixels.redact(frames, boxes, cfg.fill, photometric=photometric)
 
 
 def _inpaint(frames, boxes: list[Box]):
