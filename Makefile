@@ -1,6 +1,6 @@
 PY ?= python3
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench bench-pixels
 
 install:
 	$(PY) -m pip install -q -e '.[test]'
@@ -18,3 +18,11 @@ lint:
 bench:
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/bench_header.py
+
+# Presidio's redactor pins opencv-python<5, which would replace the headless build rapidocr
+# uses: install it without dependencies (its real ones come with the bench extra).
+bench-pixels:
+	apt-get install -y -qq fonts-dejavu fonts-liberation2 tesseract-ocr >/dev/null
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) -m pip install -q --no-deps presidio-image-redactor
+	$(PY) bench/bench_pixels.py
