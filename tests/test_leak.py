@@ -149,3 +149,13 @@ def test_verifier_reads_through_deflate(tmp_path: Path) -> None:
     assert b"Hiddenfam" not in data  # compressed on disk
     assert verify_output(data, "x/y.dcm", Probe(frozenset({b"hiddenfam"})))
     assert not verify_output(data, "x/y.dcm", Probe(frozenset({b"elsewhere"})))
+
+
+def test_verifier_matches_words_not_fragments() -> None:
+    from phiscrub.pipeline.verify import _found
+
+    assert not _found(b"mary", b"original\\primary")
+    assert _found(b"mary", b"seen: mary, 3pm")
+    assert _found(b"12345", b"id12345")
+    assert not _found(b"12345", b"2.25.881234567")
+    assert _found(b"ab-12", b"xxab-12yy")

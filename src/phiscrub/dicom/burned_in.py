@@ -82,9 +82,11 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     engine = get_engine(cfg.engine) if mode != "none" else None
     terms = pixel_terms(ds) if engine is not None else None
 
+    allow = list(cfg.allow) if cfg.allow else None  # None: the matcher's built-in list
+
     def find(stack) -> list[Box]:
-        found = detect_text(stack, photometric, window, engine)
-        return classify(found, terms, mode, cfg.threshold, list(cfg.allow), list(cfg.patterns))
+        found = detect_text(stack, photometric, window, engine, ds=ds, read=(mode != "all"))
+        return classify(found, terms, mode, cfg.threshold, allow, list(cfg.patterns))
 
     if engine is not None:
         boxes += find(frames)

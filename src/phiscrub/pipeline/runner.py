@@ -51,10 +51,12 @@ class ItemResult:
 _JOB: Job | None = None
 
 
-def _init(job: Job) -> None:
+def _init(job: Job, ocr_threads: int = 0) -> None:
     global _JOB
     _JOB = job
     warnings.simplefilter("ignore")
+    if ocr_threads:  # share the cores between workers instead of oversubscribing them
+        os.environ.setdefault("PHISCRUB_OCR_THREADS", str(ocr_threads))
 
 
 def process_path(path: str, job: Job | None = None) -> ItemResult:
@@ -124,7 +126,8 @@ def run(
         return
     batch = max(1, min(32, len(items) // (workers * 8)))
     chunks = [items[i:i + batch] for i in range(0, len(items), batch)]
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(job,)) as ex:
+    threads = max(1, default_workers() // workers)
+    with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(job, threads)) as ex:
         pending: deque = deque()
         it = iter(chunks)
         for chunk in islice(it, workers * 3):

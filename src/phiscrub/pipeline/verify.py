@@ -7,6 +7,7 @@ the output back from storage, and looks for each value in the output's header by
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
 from dataclasses import dataclass
@@ -158,16 +159,29 @@ def verify_output(data: bytes, relpath: str, probe: Probe) -> list[str]:
     reasons = []
     hdr = header_bytes(_inflated(data)).lower()
     path = relpath.lower().encode("utf-8", "replace")
-    leaks = sum(1 for v in probe.values if v in hdr)
+    leaks = sum(1 for v in probe.values if v in hdr and _found(v, hdr))
     if leaks:
         reasons.append(f"{leaks} source identifying value(s) still present in the output header")
-    if any(v in path for v in probe.values):
+    if any(v in path and _found(v, path) for v in probe.values):
         reasons.append("a source identifying value appears in the output path")
     if data[128:132] != b"DICM":
         reasons.append("output lacks the DICM preamble")
     if not _identity_removed(hdr):
         reasons.append("PatientIdentityRemoved is not YES")
     return reasons
+
+
+def _found(value: bytes, hay: bytes) -> bool:
+    """A word is found as a word: the name part 'mary' is not a leak inside 'primary', and
+    the ID '12345' not inside a longer number; mixed values match anywhere."""
+    if value.isalpha():
+        edge = rb"a-z"
+    elif value.isdigit():
+        edge = rb"0-9"
+    else:
+        return True
+    pat = rb"(?<![" + edge + rb"])" + re.escape(value) + rb"(?![" + edge + rb"])"
+    return re.search(pat, hay) is not None
 
 
 def _inflated(data: bytes) -> bytes:

@@ -13,11 +13,6 @@ from typing import Any
 MODES = ("auto", "sensitive", "all", "none")
 # Kinds of image known to carry burned-in text: 'auto' applies sensitive mode to these.
 DEFAULT_TEXT_MODALITIES = ("US", "SC", "OT", "XA", "ES", "RF", "DX", "CR", "MG", "IVUS", "XC", "GM")
-DEFAULT_ALLOW = (
-    "L", "R", "A", "P", "H", "F", "AP", "PA", "LAT", "LL", "RL", "LR", "RLAT", "LLAT", "OBL", "SUP", "INF",
-    "ANT", "POST", "MHz", "cm", "mm", "dB", "Hz", "bpm", "fps", "HR", "FR", "DR", "THI", "PW", "CW",
-    "Gain", "Depth", "Freq", "Res", "Gen", "Pen", "MI", "TIS", "TIB", "TIC", "Zoom", "Map", "CFM", "PRF",
-)
 
 
 @dataclass(frozen=True)
@@ -28,7 +23,7 @@ class PixelsConfig:
     fill: int | str = 0
     padding: int = 3
     inpaint: bool = False
-    allow: tuple[str, ...] = DEFAULT_ALLOW
+    allow: tuple[str, ...] = ()  # empty: the matcher's built-in list (phiscrub.ocr.phi_match.DEFAULT_ALLOW)
     patterns: tuple[re.Pattern[str], ...] = ()
     rules: tuple[Path, ...] = ()
     engine: str = "rapidocr"
@@ -95,7 +90,7 @@ def parse_pixels(doc: Any) -> PixelsConfig:
         fill=fill,
         padding=padding,
         inpaint=bool(doc.get("inpaint", False)),
-        allow=tuple(str(a) for a in doc.get("allow", DEFAULT_ALLOW)),
+        allow=tuple(str(a) for a in doc.get("allow") or ()),
         patterns=tuple(patterns),
         rules=rules,
         engine=str(doc.get("engine", "rapidocr")),

@@ -1,0 +1,97 @@
+"""The engine registry, and the RapidOCR engine running with the network unreachable."""
+
+from __future__ import annotations
+
+import socket
+
+import numpy as np
+import pytest
+
+from phiscrub.dicom.boxes import TextBox
+from phiscrub.ocr import engine as registry
+from phiscrub.ocr.engine import EngineUnavailable, TextEngine, TwoStageEngine, get_engine, register_engine
+
+from ._burn import burn, text_mask, uncovered
+
+
+class _Fake:
+    name = "fake"
+
+    def detect(self, image: np.ndarray) -> list[TextBox]:
+        return [TextBox(0, 0, 1, 1, "x", 1.0)]
+
+
+def test_registry_builds_once_and_can_be_replaced() -> None:
+    built: list[_Fake] = []
+
+    def factory() -> _Fake:
+        built.append(_Fake())
+        return built[-1]
+
+    try:
+        register_engine("Fake-Test", factory)
+        first = get_engine("fake-test")
+        assert isinstance(first, TextEngine) and not isinstance(first, TwoStageEngine)
+        assert get_engine(" FAKE-TEST ") is first and len(built) == 1
+        assert "fake-test" in registry.available_engines() and "rapidocr" in registry.available_engines()
+        register_engine("fake-test", factory)  # re-registering drops the cached instance
+        assert get_engine("fake-test") is not first and len(built) == 2
+    finally:
+        registry._FACTORIES.pop("fake-test", None)
+        registry._INSTANCES.pop("fake-test", None)
+
+
+def test_unknown_engine_is_named() -> None:
+    with pytest.raises(EngineUnavailable, match="no-such-engine"):
+        get_engine("no-such-engine")
+
+
+def test_rapidocr_is_two_stage_and_cached(engine) -> None:
+    assert isinstance(engine, TwoStageEngine)
+    assert get_engine() is engine
+
+
+def test_models_come_from_the_wheel() -> None:
+    pytest.importorskip("rapidocr")
+    from phiscrub.ocr.rapid import bundled_models, model_dir
+
+    paths = bundled_models()
+    assert all(p.is_file() and p.parent == model_dir() for p in paths.values())
+    assert paths["det"].name.endswith("_det_small.onnx") and paths["rec"].name.endswith("_rec_small.onnx")
+
+
+def test_ocr_works_with_the_network_blocked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fresh engine (models loaded now, not from the session cache) with every socket
+    connection refused: rapidocr must not need, or try, a download."""
+    pytest.importorskip("rapidocr")
+    attempts: list[object] = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        attempts.append(args)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket, "getaddrinfo", refuse)
+    from phiscrub.ocr.rapid import RapidOcrEngine
+
+    fresh = RapidOcrEngine()
+    img = np.zeros((160, 400), dtype=np.uint8)
+    mask = text_mask(img.shape, "MRN4471923", (20, 80), 0.7)
+    burn(img, mask, 255)
+    found = fresh.detect(img)
+    assert [b.text for b in found] == ["MRN4471923"]
+    assert uncovered(mask, found) == 0
+    assert fresh.read(img, [(b.x, b.y, b.w, b.h) for b in found])[0][0] == "MRN4471923"
+    assert attempts == []
+
+
+def test_engine_rejects_wrong_dtype(engine) -> None:
+    with pytest.raises(TypeError, match="uint8"):
+        engine.locate(np.zeros((64, 64), dtype=np.uint16))
+
+
+def test_blank_image_has_no_text(engine) -> None:
+    assert engine.locate(np.zeros((256, 256), dtype=np.uint8)) == []
+    assert engine.detect(np.full((256, 256, 3), 128, dtype=np.uint8)) == []
