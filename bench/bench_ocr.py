@@ -58,7 +58,6 @@ def main(repeats: int = 5) -> None:
     rgb = np.repeat(gray[:, :, None], 3, axis=2)[None]
     import cv2
     import pydicom
-
     from tests.conftest import TEST_FILES
 
     ds = pydicom.dcmread(TEST_FILES / "CT_small.dcm")
