@@ -83,9 +83,31 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     terms = pixel_terms(ds) if engine is not None else None
 
     allow = list(cfg.allow) if cfg.allow else None  # None: the matcher's built-in list
+    seen: list = []  # every text box of the first pass, sensitive or not
 
-    def find(stack) -> list[Box]:
-        found = detect_text(stack, photometric, window, engine, ds=ds, read=(mode != "all"))
+    def leftovers(stack) -> list[Box]:
+        """What the re-check still finds outside the boxes. For a single frame, locating
+        (no reading) is enough to see that nothing new appeared: text the first pass read
+        and judged harmless sits where it was. Anything new is read and judged. Cine
+        frames always get the full re-check: their clocks change where the first pass
+        looked."""
+        if n_frames == 1:
+            located = detect_text(stack, photometric, window, engine, ds=ds, read=False)
+            new = [t for t in located if not _covered(t, padded) and not _covered(t, seen, 0.7)]
+            if not new:
+                return []
+        return [b for b in find(stack, recheck=True) if not _covered(b, padded)]
+
+    def find(stack, recheck: bool = False) -> list[Box]:
+        # 'all' mode blanks whatever the detector finds, so the first pass need not read;
+        # its re-check reads, and counts only what reads as text (two letters or digits),
+        # so a detector's stray box on anatomy cannot keep a clean image in quarantine.
+        read = mode != "all" or recheck
+        found = detect_text(stack, photometric, window, engine, ds=ds, read=read)
+        if not recheck:
+            seen.extend(found)
+        if recheck and mode == "all":
+            found = [t for t in found if sum(c.isalnum() for c in t.text) >= 2]
         return classify(found, terms, mode, cfg.threshold, allow, list(cfg.patterns))
 
     if engine is not None:
@@ -96,7 +118,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         # Re-check a sample of redacted frames: clocks and counters change frame to frame,
         # so what the projections missed shows up here; add it and look again.
         for _ in range(MAX_RECHECK_ROUNDS):
-            left = [b for b in find(_sample(redacted, cfg.recheck_frames)) if not _covered(b, padded)]
+            left = leftovers(_sample(redacted, cfg.recheck_frames))
             if not left:
                 break
             padded += [_tighten(frames, Box(b.x, b.y, b.w, b.h, None, b.reason)).padded(cfg.padding, rows, cols)
