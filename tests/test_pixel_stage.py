@@ -34,7 +34,7 @@ def _run(cli, tmp_path: Path, src_file: Path, pixels: str = "{}"):
     src.mkdir(exist_ok=True)
     shutil.copy(src_file, src / src_file.name)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"options: [clean_pixel_data]\npixels: {pixels}\n")
+    cfg.write_text(f"options: [clean_pixel_data, clean_graphics]\npixels: {pixels}\n")
     res = cli("deidentify", src, tmp_path / "out", "-q", "--config", cfg, "-j", "1")
     return res, list((tmp_path / "out").rglob("*.dcm"))
 
@@ -97,3 +97,33 @@ def test_failed_recheck_quarantines(cli, tmp_path: Path, monkeypatch: pytest.Mon
     res, outs = _run(cli, tmp_path, US / "GREYSCALE_IMAGE.dcm")
     assert res.exit_code == 1 and "quarantined" in res.output
     assert outs == []
+
+
+def test_kept_overlay_text_is_cleared(cli, tmp_path: Path) -> None:
+    """clean_graphics keeps overlays; clean_pixel_data then clears identifying text in them."""
+    import cv2
+    from pydicom.pixels import pack_bits
+
+    ds = dcmread(TEST_FILES / "examples_overlay.dcm")
+    ds.PatientName = "Quartermain^Allan"
+    plane = np.zeros((int(ds[0x60000010].value), int(ds[0x60000011].value)), dtype=np.uint8)
+    cv2.putText(plane, "QUARTERMAIN", (20, 60), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 1, 3)
+    cv2.putText(plane, "L", (400, 250), cv2.FONT_HERSHEY_SIMPLEX, 1.2, 1, 3)
+    ds[0x60003000].value = pack_bits(plane.ravel())
+    src = tmp_path / "src.dcm"
+    ds.save_as(src)
+    res, outs = _run(cli, tmp_path, src, "{text_redaction: sensitive}")
+    assert res.exit_code == 0, res.output
+    out = dcmread(outs[0])
+    assert "QUARTERMAIN" not in _ocr_overlay(out)
+    kept = out.overlay_array(0x6000)
+    assert kept[200:270, 390:440].any()  # the laterality marker stays
+    assert not kept[20:70, 15:330].any()
+
+
+def _ocr_overlay(ds) -> str:
+    from phiscrub.ocr.engine import get_engine
+    from phiscrub.ocr.prepare import detect_text
+
+    img = (ds.overlay_array(0x6000) * 255).astype(np.uint8)
+    return " ".join(b.text for b in detect_text(img[None], "MONOCHROME2", None, get_engine("rapidocr"))).upper()

@@ -62,6 +62,10 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str) -> Ou
         from phiscrub.dicom.burned_in import clean_pixels
 
         pixel_outcome = clean_pixels(ds, config.pixels)
+        if policy.has(Option.CLEAN_GRAPHICS):  # overlays are kept: their bits are pixels too
+            from phiscrub.dicom.burned_in import clean_overlays
+
+            pixel_outcome.boxes.extend(clean_overlays(ds, config.pixels))
     iod = annex_e.iod_for_sop_class(ds.get("SOPClassUID"))
     ctx = header.InstanceContext(
         policy=policy,

@@ -131,6 +131,45 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     return PixelOutcome(True, mode, padded, n_frames, syntax)
 
 
+def clean_overlays(ds: Dataset, cfg: PixelsConfig) -> list[Box]:
+    """Overlays kept under clean_graphics are bit planes that can carry text too (a name,
+    a date): OCR each one and clear the bits under identifying text."""
+    groups = sorted({t >> 16 for t in ds._dict if 0x6000 <= (t >> 16) <= 0x60FF and not (t >> 16) & 1
+                     and ((t >> 16) << 16 | 0x3000) in ds._dict})
+    if not groups:
+        return []
+    import numpy as np
+    from pydicom.pixels import pack_bits
+
+    from phiscrub.ocr.engine import get_engine
+    from phiscrub.ocr.phi_match import classify
+    from phiscrub.ocr.prepare import detect_text
+
+    mode = cfg.text_redaction if cfg.text_redaction in ("all", "sensitive") else "sensitive"
+    engine = get_engine(cfg.engine)
+    terms = pixel_terms(ds)
+    allow = list(cfg.allow) if cfg.allow else None
+    cleared: list[Box] = []
+    for g in groups:
+        try:
+            bits = ds.overlay_array(g)
+        except Exception as e:  # noqa: BLE001 - an overlay we cannot read cannot be released
+            raise VerificationFailed(f"overlay {g:04X} cannot be decoded ({type(e).__name__})") from None
+        planes = bits if bits.ndim == 3 else bits[None]
+        img = (planes.max(axis=0) * 255).astype(np.uint8)
+        found = detect_text(img[None], "MONOCHROME2", None, engine, read=True)
+        boxes = classify(found, terms, mode, cfg.threshold, allow, list(cfg.patterns))
+        if not boxes:
+            continue
+        rows, cols = img.shape
+        for b in boxes:
+            pb = b.padded(cfg.padding, rows, cols)
+            planes[:, pb.y:pb.y + pb.h, pb.x:pb.x + pb.w] = 0
+            cleared.append(Box(pb.x, pb.y, pb.w, pb.h, None, f"overlay-{g:04X}-{b.reason}"))
+        ds[(g << 16) | 0x3000].value = pack_bits(planes.ravel())
+    return cleared
+
+
 def _redact(pixels, frames, boxes: list[Box], cfg: PixelsConfig, photometric: str):
     if cfg.inpaint:
         return _inpaint(frames, boxes)
