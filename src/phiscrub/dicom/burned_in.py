@@ -92,7 +92,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         frames always get the full re-check: their clocks change where the first pass
         looked."""
         if n_frames == 1:
-            located = detect_text(stack, photometric, window, engine, ds=ds, read=False)
+            located = detect_text(stack, photometric, window, engine, ds=ds, read=False, variants="auto")
             new = [t for t in located if not _covered(t, padded) and not _covered(t, seen, 0.7)]
             if not new:
                 return []
@@ -103,7 +103,10 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         # its re-check reads, and counts only what reads as text (two letters or digits),
         # so a detector's stray box on anatomy cannot keep a clean image in quarantine.
         read = mode != "all" or recheck
-        found = detect_text(stack, photometric, window, engine, ds=ds, read=read)
+        # the first pass looks through every view; the re-check of redacted frames uses the
+        # quicker set (what it must catch is text the first pass never saw, e.g. a clock)
+        views = "auto" if recheck else cfg.views
+        found = detect_text(stack, photometric, window, engine, ds=ds, read=read, variants=views)
         if not recheck:
             seen.extend(found)
         if recheck and mode == "all":

@@ -28,6 +28,7 @@ class PixelsConfig:
     rules: tuple[Path, ...] = ()
     engine: str = "rapidocr"
     recheck_frames: int = 3
+    views: str = "all"  # detection views: "all" adds contrast-limited and inverted views (recall first)
     on_failure: str = "quarantine"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -37,11 +38,11 @@ class PixelsConfig:
             "mode": self.text_redaction, "modalities": list(self.modalities), "threshold": self.threshold,
             "fill": self.fill, "padding": self.padding, "inpaint": self.inpaint, "allow": list(self.allow),
             "patterns": [p.pattern for p in self.patterns], "rules": [str(r) for r in self.rules],
-            "engine": self.engine, "recheck": self.recheck_frames,
+            "engine": self.engine, "recheck": self.recheck_frames, "views": self.views,
         }
 
 
-KEYS = {"text_redaction", "modalities", "threshold", "fill", "padding", "inpaint", "allow", "patterns", "rules",
+KEYS = {"views", "text_redaction", "modalities", "threshold", "fill", "padding", "inpaint", "allow", "patterns", "rules",
         "engine", "recheck_frames", "on_failure"}
 
 
@@ -83,7 +84,11 @@ def parse_pixels(doc: Any) -> PixelsConfig:
     for i, r in enumerate(rules):
         if not r.is_file():
             raise ConfigError(f"pixels.rules[{i}]: no such file")
+    views = str(doc.get("views", "all"))
+    if views not in ("all", "auto"):
+        raise ConfigError("pixels.views: 'all' (every detection view) or 'auto' (fewer views, faster)")
     return PixelsConfig(
+        views=views,
         text_redaction=mode,
         modalities=tuple(str(m).upper() for m in doc.get("modalities", DEFAULT_TEXT_MODALITIES)),
         threshold=threshold,
