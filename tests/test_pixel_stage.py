@@ -127,3 +127,19 @@ def _ocr_overlay(ds) -> str:
 
     img = (ds.overlay_array(0x6000) * 255).astype(np.uint8)
     return " ".join(b.text for b in detect_text(img[None], "MONOCHROME2", None, get_engine("rapidocr"))).upper()
+
+
+def test_recheck_rereads_what_is_left_of_a_sensitive_line(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulate a redaction that covers only half of each line: the re-check must read the
+    rest again (not excuse it as text it saw before) and then cover it, or quarantine."""
+    from phiscrub.dicom import burned_in
+    from phiscrub.dicom.boxes import Box
+
+    monkeypatch.setattr(burned_in, "_tighten", lambda frames, b: Box(b.x, b.y, max(1, b.w // 2), b.h, b.frame, b.reason))
+    res, outs = _run(cli, tmp_path, US / "GREYSCALE_IMAGE.dcm")
+    if res.exit_code == 0:
+        after = re.sub(r"\s", "", _ocr_text(dcmread(outs[0])).upper())
+        for p in ("00079241539", "08/29/1951", "PATIENTF"):
+            assert p not in after
+    else:
+        assert "quarantined" in res.output and outs == []

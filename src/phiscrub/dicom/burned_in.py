@@ -107,11 +107,14 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         # quicker set (what it must catch is text the first pass never saw, e.g. a clock)
         views = "auto" if recheck else cfg.views
         found = detect_text(stack, photometric, window, engine, ds=ds, read=read, variants=views)
-        if not recheck:
-            seen.extend(found)
         if recheck and mode == "all":
             found = [t for t in found if sum(c.isalnum() for c in t.text) >= 2]
-        return classify(found, terms, mode, cfg.threshold, allow, list(cfg.patterns))
+        judged = classify(found, terms, mode, cfg.threshold, allow, list(cfg.patterns))
+        if not recheck:
+            # only text judged harmless may be recognised again without a second reading:
+            # what remains of a sensitive line after redaction must always be read again
+            seen.extend(t for t in found if not any(_overlap(t, j) for j in judged))
+        return judged
 
     if engine is not None:
         boxes += [_tighten(frames, b) for b in find(frames)]
@@ -237,6 +240,10 @@ def _sample(frames, n: int):
         return frames
     idx = sorted({0, count - 1, *(round(k * (count - 1) / (n - 1)) for k in range(n))})
     return frames[idx]
+
+
+def _overlap(a, b) -> bool:
+    return min(a.x + a.w, b.x + b.w) > max(a.x, b.x) and min(a.y + a.h, b.y + b.h) > max(a.y, b.y)
 
 
 def _covered(b: Box, boxes: list[Box], need: float = 0.9) -> bool:
