@@ -280,8 +280,14 @@ def detection_views(
                 views = views[:1]
             named += [(f"p{i}-{n}", v) for n, v in views]
     extra: list[tuple[str, np.ndarray]] = []
+    n_imgs = len(imgs)
     if variants != "none":
         for n, v in named:
+            # sampled frames of a clip are there for text that changes (clocks, counters),
+            # which their plain view reads; contrast variants of them add time, not text:
+            # static faint text is in the min/max projections, which get every variant
+            if n_imgs > 2 and int(n[1:].split("-")[0]) < n_imgs - 2:
+                continue
             if variants == "all" or _low_contrast(v):
                 extra.append((n + "-stretch", _stretch(v)))
             if variants == "all":
