@@ -61,7 +61,7 @@ def deidentify(
     from phiscrub.pipeline.audit import AuditLog
     from phiscrub.pipeline.discover import discover
     from phiscrub.pipeline.runner import Job, default_workers, run
-    from phiscrub.pipeline.sinks import flush, state_dir
+    from phiscrub.pipeline.sinks import state_dir
     from phiscrub.pipeline.state import JobState
 
     if not src.exists():
@@ -133,8 +133,7 @@ def deidentify(
             progress.update(task, advance=1, bad=counts["failed"] + counts["quarantined"])
 
         run(paths, job, n_workers, on_result)
-    flush()  # outputs reach the disk before the state says they are done
-    state.close()
+    state.close()  # flushes the outputs to disk before it commits the rows that call them done
     elapsed = time.perf_counter() - started
     audit.append("run-end", done=counts["done"], failed=counts["failed"], skipped=skipped,
                  quarantined=counts["quarantined"], seconds=round(elapsed, 3))

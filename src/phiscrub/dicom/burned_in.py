@@ -36,10 +36,8 @@ class PixelOutcome:
 
 def pixel_terms(ds: Dataset):
     """The original header's identifying values, in every form burned-in text takes."""
-    try:
-        from phiscrub.ocr.phi_match import terms_from_header
-    except ImportError:  # pragma: no cover - the OCR package is part of the install
-        from phiscrub.dicom.identity import collect_terms as terms_from_header
+    from phiscrub.ocr.phi_match import terms_from_header
+
     return terms_from_header(ds)
 
 
@@ -72,11 +70,11 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     from phiscrub.ocr.phi_match import classify
     from phiscrub.ocr.prepare import detect_text
 
-    frames = pixels.decode_frames(ds)
+    # a JPEG's own markers can change the colour space: trust the decoded layout
+    frames, layout = pixels.decode(ds)
     n_frames = frames.shape[0]
     rows, cols = int(ds.Rows), int(ds.Columns)
-    # a JPEG's own markers can change the colour space: trust the decoded layout
-    photometric = pixels.decoded_layout(ds).photometric
+    photometric = layout.photometric
     window = _window(ds)
     boxes: list[Box] = list(static)
     engine = get_engine(cfg.engine) if mode != "none" else None
@@ -242,18 +240,19 @@ def _sample(frames, n: int):
     return frames[idx]
 
 
+def _intersection(a, b) -> int:
+    ix = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
+    iy = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+    return ix * iy
+
+
 def _overlap(a, b) -> bool:
-    return min(a.x + a.w, b.x + b.w) > max(a.x, b.x) and min(a.y + a.h, b.y + b.h) > max(a.y, b.y)
+    return _intersection(a, b) > 0
 
 
 def _covered(b: Box, boxes: list[Box], need: float = 0.9) -> bool:
     area = max(1, b.w * b.h)
-    for o in boxes:
-        ix = max(0, min(b.x + b.w, o.x + o.w) - max(b.x, o.x))
-        iy = max(0, min(b.y + b.h, o.y + o.h) - max(b.y, o.y))
-        if ix * iy >= need * area:
-            return True
-    return False
+    return any(_intersection(b, o) >= need * area for o in boxes)
 
 
 def _window(ds: Dataset) -> tuple[float, float] | None:

@@ -197,6 +197,11 @@ def _decode(ds: Dataset, index: int | None = None) -> tuple[np.ndarray, PixelLay
     return arr, layout
 
 
+def decode(ds: Dataset) -> tuple[np.ndarray, PixelLayout]:
+    """Every frame and the layout it is in, from a single decode."""
+    return _decode(ds)
+
+
 def decode_frames(ds: Dataset) -> np.ndarray:
     """Every frame as stored values, shape (frames, rows, cols[, samples]), little endian.
 

@@ -138,9 +138,7 @@ def run(
             nxt = next(it, None)
             if nxt is not None:
                 pending.append(ex.submit(_process_chunk, nxt))
-        for f in [ex.submit(flush) for _ in range(workers)]:
-            f.result()
-    flush()
+    flush()  # os.sync is system-wide: it covers what every worker wrote
 
 
 def _process_chunk(paths: list[str]) -> list[ItemResult]:

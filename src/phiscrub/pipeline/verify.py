@@ -116,7 +116,7 @@ def _collect(ds: Dataset, policy: Policy, iod, nested, removed: set, kept: set) 
             vr = _vr(raw, tag)
             creator = None
             if 0x10 <= elem <= 0xFF:
-                vals = _strings(raw.value) if not hasattr(raw, "private_creator") else []
+                vals = _strings(raw.value)
                 creators[(group << 8) | elem] = vals[0] if vals else ""
             else:
                 creator = creators.get((group << 8) | (elem >> 8))

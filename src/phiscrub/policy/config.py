@@ -17,6 +17,7 @@ import yaml
 from phiscrub.errors import ConfigError
 from phiscrub.policy.actions import Action, Option
 from phiscrub.policy.overrides import Override, parse_selector
+from phiscrub.policy.patterns import compile_patterns
 from phiscrub.policy.pixels_config import PixelsConfig, parse_pixels
 from phiscrub.policy.profile import PROFILES, Policy
 
@@ -110,12 +111,7 @@ def from_mapping(doc: dict[str, Any]) -> Config:
     text = doc.get("text") or {}
     if not isinstance(text, dict) or set(text) - {"marker", "patterns"}:
         raise ConfigError("text: use a mapping with marker and patterns")
-    patterns = []
-    for i, p in enumerate(text.get("patterns") or []):
-        try:
-            patterns.append(re.compile(str(p), re.IGNORECASE))
-        except re.error:
-            raise ConfigError(f"text.patterns[{i}]: not a valid regular expression") from None
+    patterns = compile_patterns(text.get("patterns"), "text.patterns")
     try:
         policy = Policy(
             profile=profile,
@@ -133,4 +129,4 @@ def from_mapping(doc: dict[str, Any]) -> Config:
         raise ConfigError("workers: must be a non-negative integer")
     pixels = parse_pixels(doc.get("pixels"))
     policy.extra_digest = pixels.describe() if Option.CLEAN_PIXEL_DATA in policy.options else {}
-    return Config(policy=policy, text_patterns=tuple(patterns), workers=workers, source="yaml", pixels=pixels)
+    return Config(policy=policy, text_patterns=patterns, workers=workers, source="yaml", pixels=pixels)

@@ -48,6 +48,7 @@ KEYS = {"views", "text_redaction", "modalities", "threshold", "fill", "padding",
 
 def parse_pixels(doc: Any) -> PixelsConfig:
     from phiscrub.errors import ConfigError
+    from phiscrub.policy.patterns import compile_patterns
 
     if doc is None:
         return PixelsConfig()
@@ -71,12 +72,7 @@ def parse_pixels(doc: Any) -> PixelsConfig:
     padding = doc.get("padding", 3)
     if not isinstance(padding, int) or padding < 0:
         raise ConfigError("pixels.padding: a non-negative integer")
-    patterns = []
-    for i, p in enumerate(doc.get("patterns") or []):
-        try:
-            patterns.append(re.compile(str(p), re.IGNORECASE))
-        except re.error:
-            raise ConfigError(f"pixels.patterns[{i}]: not a valid regular expression") from None
+    patterns = compile_patterns(doc.get("patterns"), "pixels.patterns")
     on_failure = str(doc.get("on_failure", "quarantine"))
     if on_failure not in ("quarantine",):
         raise ConfigError("pixels.on_failure: only 'quarantine' is supported")
@@ -96,7 +92,7 @@ def parse_pixels(doc: Any) -> PixelsConfig:
         padding=padding,
         inpaint=bool(doc.get("inpaint", False)),
         allow=tuple(str(a) for a in doc.get("allow") or ()),
-        patterns=tuple(patterns),
+        patterns=patterns,
         rules=rules,
         engine=str(doc.get("engine", "rapidocr")),
         recheck_frames=int(doc.get("recheck_frames", 3)),
