@@ -475,6 +475,8 @@ def _read_groups(
 ) -> list[TextBox]:
     """Read each merged box once, from the first view (in reading priority) that found it;
     boxes read poorly are read again from the next view that found them."""
+    if not groups:  # nothing found: no line height to take a median of
+        return []
     choices = [sorted({source[i] for i in members}) for _, members in groups]
     line_h = float(np.median([r[3] for r, _ in groups]))
     parts = [_strips(r, line_h) for r, _ in groups]
