@@ -135,7 +135,7 @@ def test_recheck_rereads_what_is_left_of_a_sensitive_line(cli, tmp_path: Path, m
     from phiscrub.dicom import burned_in
     from phiscrub.dicom.boxes import Box
 
-    monkeypatch.setattr(burned_in, "_tighten", lambda frames, b: Box(b.x, b.y, max(1, b.w // 2), b.h, b.frame, b.reason))
+    monkeypatch.setattr(burned_in, "shrink_to_contrast", lambda bright, b: Box(b.x, b.y, max(1, b.w // 2), b.h, b.frame, b.reason))
     res, outs = _run(cli, tmp_path, US / "GREYSCALE_IMAGE.dcm")
     if res.exit_code == 0:
         after = re.sub(r"\s", "", _ocr_text(dcmread(outs[0])).upper())

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pydicom.dataset import Dataset
 
 from phiscrub.dicom.boxes import Box
+from phiscrub.dicom.ink import brightness, ink_outside, shrink_to_contrast, tighten
 from phiscrub.dicom.pixel_rules import matching_boxes
 from phiscrub.errors import VerificationFailed
 from phiscrub.policy.pixels_config import PixelsConfig
@@ -84,19 +85,32 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     seen: list = []  # every text box of the first pass, sensitive or not
 
     def leftovers(stack) -> list[Box]:
-        """What the re-check still finds outside the boxes. For a single frame, locating
-        (no reading) is enough to see that nothing new appeared: text the first pass read
-        and judged harmless sits where it was. Anything new is read and judged. Cine
-        frames always get the full re-check: their clocks change where the first pass
-        looked."""
+        """What the re-check still finds outside the boxes. Text touching a box that is
+        not wholly inside it is what is left of a redacted line (its last letters, missed
+        by a box drawn too tight): it goes whatever it reads as. For a single frame,
+        locating (no reading) is enough to see that nothing else appeared: text the first
+        pass read and judged harmless sits where it was. Anything new is read and judged.
+        Cine frames always get the full re-check: their clocks change where the first
+        pass looked."""
+        located = []
         if n_frames == 1:
             located = detect_text(stack, photometric, window, engine, ds=ds, read=False, variants="auto")
-            new = [t for t in located if not _covered(t, padded) and not _covered(t, seen, 0.7)]
-            if not new:
-                return []
-        return [b for b in find(stack, recheck=True) if not _covered(b, padded)]
+        else:
+            located, judged = find(stack, recheck=True)
+        new = [t for t in located if not _covered(t, padded) and not _covered(t, seen, 0.7)]
+        if new:
+            # a box found over our own fills holds no text unless ink lies outside them
+            after = brightness(stack, photometric, ds)
+            new = [t for t in new if ink_outside(after, _as_box(t), padded) >= t.h]  # a letter's worth
+        remnants = [Box(t.x, t.y, t.w, t.h, None, "remnant") for t in new if any(_same_line(t, p) for p in padded)]
+        if n_frames == 1:
+            if len(remnants) == len(new):
+                return remnants
+            judged = find(stack, recheck=True)[1]
+        return remnants + [b for b in judged if not _covered(b, padded) and not any(_overlap(b, r) for r in remnants)]
 
-    def find(stack, recheck: bool = False) -> list[Box]:
+    def find(stack, recheck: bool = False) -> tuple[list, list[Box]]:
+        """(every text box found, those to blank)."""
         # 'all' mode blanks whatever the detector finds, so the first pass need not read;
         # its re-check reads, and counts only what reads as text (two letters or digits),
         # so a detector's stray box on anatomy cannot keep a clean image in quarantine.
@@ -112,10 +126,12 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
             # only text judged harmless may be recognised again without a second reading:
             # what remains of a sensitive line after redaction must always be read again
             seen.extend(t for t in found if not any(_overlap(t, j) for j in judged))
-        return judged
+        return found, judged
 
     if engine is not None:
-        boxes += [_tighten(frames, b) for b in find(frames)]
+        bright = brightness(frames, photometric, ds)
+        shrink = tighten if cfg.boxes == "ink" else shrink_to_contrast
+        boxes += [shrink(bright, b) for b in find(frames)[1]]
     padded = [b.padded(cfg.padding, rows, cols) for b in boxes]
     redacted = _redact(pixels, frames, padded, cfg, photometric)
     if engine is not None:
@@ -125,7 +141,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
             left = leftovers(_sample(redacted, cfg.recheck_frames))
             if not left:
                 break
-            padded += [_tighten(frames, Box(b.x, b.y, b.w, b.h, None, b.reason)).padded(cfg.padding, rows, cols)
+            padded += [shrink(bright, Box(b.x, b.y, b.w, b.h, None, b.reason)).padded(cfg.padding, rows, cols)
                        for b in left]
             redacted = _redact(pixels, frames, padded, cfg, photometric)
         else:
@@ -202,36 +218,6 @@ def _inpaint(frames, boxes: list[Box]):
     return out
 
 
-def _tighten(frames, b: Box) -> Box:
-    """Shrink a detector box to the ink inside it.
-
-    Detectors inflate their boxes (PP-OCR unclips by about 1.6x) and draw one box per
-    line; blanking all of it destroys image around the text. The ink is what differs
-    from the box's border (its background) by a good part of the strongest difference,
-    on the darkest and brightest of the frames so text that changes is kept whole.
-    """
-    import numpy as np
-
-    region = frames[:, b.y:b.y + b.h, b.x:b.x + b.w]
-    if region.size == 0 or b.w < 4 or b.h < 4:
-        return b
-    g = region.astype(np.float32)
-    if g.ndim == 4:
-        g = g.mean(axis=-1)
-    ink = np.zeros(g.shape[1:], dtype=bool)
-    for img in (g.min(axis=0), g.max(axis=0)):
-        border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
-        diff = np.abs(img - np.median(border))
-        peak = float(diff.max())
-        if peak > 0:
-            ink |= diff > 0.3 * peak
-    ys, xs = np.nonzero(ink)
-    if ys.size == 0:
-        return b
-    y0, y1, x0, x1 = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
-    return Box(b.x + x0, b.y + y0, x1 - x0, y1 - y0, b.frame, b.reason)
-
-
 def _sample(frames, n: int):
     count = frames.shape[0]
     if count <= n:
@@ -248,6 +234,17 @@ def _intersection(a, b) -> int:
 
 def _overlap(a, b) -> bool:
     return _intersection(a, b) > 0
+
+
+def _as_box(t) -> Box:
+    return Box(t.x, t.y, t.w, t.h, None, "text")
+
+
+def _same_line(t, p) -> bool:
+    """Text ``t`` (a detector's box) continues the line redacted by ``p``: it touches p and
+    its middle lies within p's rows."""
+    middle = t.y + t.h / 2
+    return _overlap(t, p) and p.y <= middle <= p.y + p.h and t.h <= 2.5 * max(1, p.h)
 
 
 def _covered(b: Box, boxes: list[Box], need: float = 0.9) -> bool:

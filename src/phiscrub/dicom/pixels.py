@@ -256,6 +256,8 @@ def redact(frames: np.ndarray, boxes: Iterable[Box], fill: int | str = 0, *, pho
     """
     if frames.ndim not in (3, 4):
         raise ValueError("frames must be (frames, rows, cols) or (frames, rows, cols, samples)")
+    if fill == "background":
+        return _redact_background(frames, list(boxes))
     out = frames.copy()
     nframes, rows, cols = frames.shape[:3]
     values = _fill_values(frames, fill, photometric)
@@ -271,6 +273,31 @@ def redact(frames: np.ndarray, boxes: Iterable[Box], fill: int | str = 0, *, pho
             out[box.frame, y0:y1, x0:x1] = fill_px
         else:
             raise ValueError(f"box frame {box.frame} outside 0..{nframes - 1}")
+    return out
+
+
+def _redact_background(frames: np.ndarray, boxes: list[Box]) -> np.ndarray:
+    """Each box filled, frame by frame, with the value behind it (see
+    :func:`phiscrub.dicom.ink.background`), taken from the unredacted frames so the
+    result does not depend on the order boxes are listed in beyond overlaps."""
+    from phiscrub.dicom.ink import background
+
+    out = frames.copy()
+    nframes, rows, cols = frames.shape[:3]
+    for box in boxes:
+        x0, y0 = max(0, box.x), max(0, box.y)
+        x1, y1 = min(cols, box.x + box.w), min(rows, box.y + box.h)
+        if x1 <= x0 or y1 <= y0:
+            continue
+        if box.frame is not None and not 0 <= box.frame < nframes:
+            raise ValueError(f"box frame {box.frame} outside 0..{nframes - 1}")
+        clipped = Box(x0, y0, x1 - x0, y1 - y0, box.frame, box.reason)
+        behind = background(frames, clipped)  # (frames, samples)
+        value = behind if frames.ndim == 4 else behind[:, 0]
+        if box.frame is None:
+            out[:, y0:y1, x0:x1] = value[:, None, None]
+        else:
+            out[box.frame, y0:y1, x0:x1] = value[box.frame]
     return out
 
 

@@ -22,6 +22,7 @@ class PixelsConfig:
     threshold: float = 0.8
     fill: int | str = 0
     padding: int = 3
+    boxes: str = "line"  # "ink": rows shrunk to the ink (less image lost; opt-in, see bench/README.md)
     inpaint: bool = False
     allow: tuple[str, ...] = ()  # empty: the matcher's built-in list (phiscrub.ocr.phi_match.DEFAULT_ALLOW)
     patterns: tuple[re.Pattern[str], ...] = ()
@@ -39,10 +40,11 @@ class PixelsConfig:
             "fill": self.fill, "padding": self.padding, "inpaint": self.inpaint, "allow": list(self.allow),
             "patterns": [p.pattern for p in self.patterns], "rules": [str(r) for r in self.rules],
             "engine": self.engine, "recheck": self.recheck_frames, "views": self.views,
+            "boxes": self.boxes,
         }
 
 
-KEYS = {"views", "text_redaction", "modalities", "threshold", "fill", "padding", "inpaint", "allow", "patterns", "rules",
+KEYS = {"boxes", "views", "text_redaction", "modalities", "threshold", "fill", "padding", "inpaint", "allow", "patterns", "rules",
         "engine", "recheck_frames", "on_failure"}
 
 
@@ -67,8 +69,8 @@ def parse_pixels(doc: Any) -> PixelsConfig:
     if not 0.0 < threshold <= 1.0:
         raise ConfigError("pixels.threshold: must be a number between 0 and 1")
     fill = doc.get("fill", 0)
-    if not (isinstance(fill, int) or fill in ("min", "max")):
-        raise ConfigError("pixels.fill: an integer, 'min' or 'max'")
+    if not (isinstance(fill, int) or fill in ("min", "max", "background")):
+        raise ConfigError("pixels.fill: an integer, 'min', 'max' or 'background'")
     padding = doc.get("padding", 3)
     if not isinstance(padding, int) or padding < 0:
         raise ConfigError("pixels.padding: a non-negative integer")
@@ -83,7 +85,11 @@ def parse_pixels(doc: Any) -> PixelsConfig:
     views = str(doc.get("views", "all"))
     if views not in ("all", "auto"):
         raise ConfigError("pixels.views: 'all' (every detection view) or 'auto' (fewer views, faster)")
+    boxes = str(doc.get("boxes", "line"))
+    if boxes not in ("line", "ink"):
+        raise ConfigError("pixels.boxes: 'line' (detector line, shrunk to what stands out) or 'ink' (rows shrunk to the ink)")
     return PixelsConfig(
+        boxes=boxes,
         views=views,
         text_redaction=mode,
         modalities=tuple(str(m).upper() for m in doc.get("modalities", DEFAULT_TEXT_MODALITIES)),

@@ -1,0 +1,101 @@
+"""Ink geometry: text boxes shrunk to their line, the value behind a box, and the re-check's
+test for text left outside our own fills. Text is drawn with a real TrueType font, so the
+anti-aliased edges are what a scanner's annotation engine produces."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from phiscrub.dicom import pixels as P
+from phiscrub.dicom.boxes import Box
+from phiscrub.dicom.ink import background, brightness, ink_outside, shrink_to_contrast, tighten
+
+FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+
+
+def _draw(bg: np.ndarray, text: str, xy: tuple[int, int], value: int, size: int = 18) -> tuple[int, int, int, int]:
+    """Burn text into bg (in place); returns the ink's (x0, y0, x1, y1)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    if not FONT.is_file():
+        pytest.skip("fonts-dejavu not installed")
+    mask = Image.new("L", (bg.shape[1], bg.shape[0]), 0)
+    ImageDraw.Draw(mask).text(xy, text, fill=255, font=ImageFont.truetype(str(FONT), size))
+    alpha = np.asarray(mask, dtype=np.float32) / 255.0
+    bg[:] = np.rint(bg * (1 - alpha) + value * alpha).astype(bg.dtype)
+    ys, xs = np.nonzero(alpha >= 0.25)
+    return int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1
+
+
+def _patch_image() -> tuple[np.ndarray, tuple[int, int, int, int], Box]:
+    """Dark text on a light label patch, on a noisy mid-grey 'anatomy' background: the
+    case where the detector's box spans patch, patch edge and anatomy."""
+    rng = np.random.default_rng(3)
+    img = rng.normal(90, 25, (96, 256)).clip(0, 255).astype(np.uint8)
+    img[30:58, 20:200] = 230  # the patch
+    ink = _draw(img, "Smith^John 1961", (26, 33), 20)
+    x0, y0, x1, y1 = ink
+    detector = Box(x0 - 10, y0 - 12, (x1 - x0) + 20, (y1 - y0) + 24)  # inflated, like PP-OCR's unclip
+    return img, ink, detector
+
+
+def test_ink_boxes_hold_every_letter_and_drop_the_margin() -> None:
+    img, (x0, y0, x1, y1), detector = _patch_image()
+    got = tighten(brightness(img[None]), detector)
+    assert got.y <= y0 and got.y + got.h >= y1, "a row of ink outside the box"
+    assert got.x <= x0 and got.x + got.w >= x1, "a column of ink outside the box"
+    assert got.h < detector.h - 10, "the rows of margin above and below the line were kept"
+
+
+def test_line_boxes_hold_every_letter() -> None:
+    img, (x0, y0, x1, y1), detector = _patch_image()
+    got = shrink_to_contrast(brightness(img[None]), detector)
+    assert got.x <= x0 and got.y <= y0 and got.x + got.w >= x1 and got.y + got.h >= y1
+
+
+def test_a_flat_box_is_left_alone() -> None:
+    flat = np.full((1, 40, 40), 7, dtype=np.uint16)
+    b = Box(5, 5, 20, 20)
+    assert tighten(brightness(flat), b) == b
+    assert shrink_to_contrast(brightness(flat), b) == b
+
+
+def test_background_is_the_patch_under_text_and_the_ring_median_over_noise() -> None:
+    img, _, detector = _patch_image()
+    frames = img[None]
+    line = tighten(brightness(frames), detector)
+    assert background(frames, line)[0, 0] == 230  # the label patch: the box vanishes into it
+    rng = np.random.default_rng(5)
+    noisy = rng.integers(0, 4000, (2, 64, 64), dtype=np.uint16)  # two frames, no common value
+    got = background(noisy, Box(20, 20, 10, 10))
+    assert got.shape == (2, 1)
+    for i in range(2):
+        ring = np.concatenate([noisy[i, 18:20, 18:32].ravel(), noisy[i, 30:32, 18:32].ravel(),
+                               noisy[i, 20:30, 18:20].ravel(), noisy[i, 20:30, 30:32].ravel()])
+        assert got[i, 0] == np.rint(np.median(ring))
+
+
+def test_background_fill_changes_only_the_ink_on_a_patch() -> None:
+    img, (x0, y0, x1, y1), detector = _patch_image()
+    frames = img[None]
+    line = tighten(brightness(frames), detector).padded(2, *img.shape)
+    out = P.redact(frames, [line], "background")
+    inside = np.zeros(img.shape, dtype=bool)
+    inside[line.y:line.y + line.h, line.x:line.x + line.w] = True
+    assert np.array_equal(out[0][~inside], img[~inside]), "a pixel outside the box changed"
+    assert np.all(out[0][inside] == out[0][line.y, line.x]), "the box is not one opaque value"
+    assert np.all(out[0, y0:y1, x0:x1] == 230)
+
+
+def test_recheck_sees_text_beside_a_fill_but_not_the_fill_itself() -> None:
+    img, _, detector = _patch_image()
+    frames = img[None]
+    line = tighten(brightness(frames), detector).padded(2, *img.shape)
+    out = P.redact(frames, [line], "background")
+    assert ink_outside(brightness(out), detector, [line]) < detector.h, "our own fill counted as text"
+    _draw(out[0], "42", (line.x + line.w + 4, 33), 20)  # a remnant just right of the box
+    wider = Box(detector.x, detector.y, detector.w + 40, detector.h)
+    assert ink_outside(brightness(out), wider, [line]) >= detector.h
