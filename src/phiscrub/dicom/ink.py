@@ -128,10 +128,13 @@ def ink_mask(bright: Bright, b: Box) -> tuple[np.ndarray, np.ndarray] | None:
         # next label patch): measure the peak on what is left once that is set aside,
         # or faint text beside it falls under the threshold
         kept, _ = _glyphs(r >= WEAK_SHARE * peak, b.h)
+        faint = kept
         if kept.any():
-            peak = max(MIN_CONTRAST, float(r[kept].max()))
+            text_peak = max(MIN_CONTRAST, float(r[kept].max()))
+            if text_peak != peak:  # the faint map moves with the peak; unchanged, it is `kept`
+                peak = text_peak
+                faint, _ = _glyphs(r >= WEAK_SHARE * peak, b.h)
         strong, glyphs = _glyphs(r >= INK_SHARE * peak, b.h)
-        faint, _ = _glyphs(r >= WEAK_SHARE * peak, b.h)
         picked.append((glyphs, strong, faint | strong))
     if not picked:
         return None
@@ -148,7 +151,7 @@ def shrink_to_contrast(bright: Bright, b: Box) -> Box:
     ink = np.zeros(bright[0][b.y:b.y + b.h, b.x:b.x + b.w].shape, dtype=bool)
     if ink.size == 0 or b.w < 4 or b.h < 4:
         return b
-    for img in (bright[0], bright[1]):
+    for img in bright[:1] if bright[1] is bright[0] else bright:  # one frame: one image
         region = img[b.y:b.y + b.h, b.x:b.x + b.w]
         border = np.concatenate([region[0], region[-1], region[:, 0], region[:, -1]])
         diff = np.abs(region - np.median(border))
@@ -240,6 +243,8 @@ def ink_outside(bright: Bright, t: Box, covered: list[Box], margin: int = 2) -> 
     """Pixels of strong ink inside ``t`` that lie outside every ``covered`` box (grown by
     ``margin``): whether a box the detector finds on a redacted image holds text still,
     or only the edges of our own fills."""
+    import cv2
+
     masks = ink_mask(bright, t)
     if masks is None:
         return 0
@@ -252,8 +257,6 @@ def ink_outside(bright: Bright, t: Box, covered: list[Box], margin: int = 2) -> 
     # what a fill leaves of a label patch around it are strips one or two pixels thin, and
     # what lies at the edge of the detector's box is context (it centres boxes on text):
     # neither is text
-    import cv2
-
     count, _, stats, _ = cv2.connectedComponentsWithStats(ink.astype(np.uint8), connectivity=8)
     total = 0
     for i in range(1, count):
