@@ -20,9 +20,10 @@ from phiscrub.policy.overrides import Override, parse_selector
 from phiscrub.policy.patterns import compile_patterns
 from phiscrub.policy.pixels_config import PixelsConfig, parse_pixels
 from phiscrub.policy.profile import PROFILES, Policy
+from phiscrub.policy.wsi_config import WsiConfig, parse_wsi
 
 DEFAULT_OPTIONS = (Option.RETAIN_LONGITUDINAL_MODIFIED_DATES,)
-TOP_KEYS = {"profile", "options", "tags", "date_shift", "pseudonymize_patient", "text", "workers", "pixels"}
+TOP_KEYS = {"profile", "options", "tags", "date_shift", "pseudonymize_patient", "text", "workers", "pixels", "wsi"}
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Config:
     text_patterns: tuple[re.Pattern[str], ...] = ()
     workers: int = 0  # 0: one per core
     pixels: PixelsConfig = field(default_factory=PixelsConfig)
+    wsi: WsiConfig = field(default_factory=WsiConfig)
     source: str = "defaults"
     notes: list[str] = field(default_factory=list)
 
@@ -128,5 +130,6 @@ def from_mapping(doc: dict[str, Any]) -> Config:
     if not isinstance(workers, int) or workers < 0:
         raise ConfigError("workers: must be a non-negative integer")
     pixels = parse_pixels(doc.get("pixels"))
-    policy.extra_digest = pixels.describe() if Option.CLEAN_PIXEL_DATA in policy.options else {}
-    return Config(policy=policy, text_patterns=patterns, workers=workers, source="yaml", pixels=pixels)
+    wsi = parse_wsi(doc.get("wsi"))
+    policy.extra_digest = {**(pixels.describe() if Option.CLEAN_PIXEL_DATA in policy.options else {}), "wsi": wsi.describe()}
+    return Config(policy=policy, text_patterns=patterns, workers=workers, source="yaml", pixels=pixels, wsi=wsi)
