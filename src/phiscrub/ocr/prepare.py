@@ -37,7 +37,7 @@ ENLARGE_BELOW = 384  # images whose longest side is smaller are enlarged ...
 ENLARGE_TO = 512  # ... by an integer factor to about this size (at most 4x)
 LOW_CONTRAST = 96  # grey levels between the 0.1 and 99.9th percentile below which CLAHE helps
 SAME_VIEW = 1.5  # mean absolute difference (grey levels) under which two views count as one
-VARIANTS = ("auto", "all", "none")
+VARIANTS = ("auto", "balanced", "all", "none")
 REREAD_BELOW = 0.5  # recognition score under which a box is read again from another view
 
 COLOR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "YBR_PARTIAL_422"}
@@ -46,12 +46,17 @@ _YBR_TO_CONVERT = {"YBR_FULL", "YBR_FULL_422"}
 
 @dataclass(frozen=True)
 class View:
-    """One 8-bit rendering handed to the detector. ``scale`` is view pixels per stored
-    pixel (1, or 2-4 for enlarged small images); ``name`` says which rendering it is."""
+    """One 8-bit rendering of the stored pixels. ``scale`` is view pixels per stored pixel
+    (1, or 2-4 for enlarged small images); ``name`` says which rendering it is; ``base``
+    names the plain rendering a contrast variant was made from ('' for a plain one).
+    ``detect`` False: the view is only read from (the 'balanced' set detects on contrast
+    variants, which find more, and reads from the plain rendering, which reads better)."""
 
     image: np.ndarray
     scale: int
     name: str
+    base: str = ""
+    detect: bool = True
 
 
 # ----------------------------------------------------------------------------- frames
@@ -281,6 +286,9 @@ def detection_views(
             named += [(f"p{i}-{n}", v) for n, v in views]
     extra: list[tuple[str, np.ndarray]] = []
     n_imgs = len(imgs)
+    plain = [n for n, _ in named]
+    # each image's first rendering (its window, or its only one) is the one inverted
+    primary = {n for k, n in enumerate(plain) if k == 0 or n.split("-")[0] != plain[k - 1].split("-")[0]}
     if variants != "none":
         for n, v in named:
             # sampled frames of a clip are there for text that changes (clocks, counters),
@@ -288,22 +296,33 @@ def detection_views(
             # static faint text is in the min/max projections, which get every variant
             if n_imgs > 2 and int(n[1:].split("-")[0]) < n_imgs - 2:
                 continue
-            if variants == "all" or _low_contrast(v):
+            low = _low_contrast(v)
+            if variants == "all" or low:
                 extra.append((n + "-stretch", _stretch(v)))
-            if variants == "all":
+            if variants == "all" or (variants == "balanced" and not low and v.ndim == 2):
                 extra.append((n + "-clahe", _clahe(v)))
+            if variants == "all" or (variants == "balanced" and n in primary):
                 extra.append((n + "-inv", 255 - v))
     out: list[View] = []
     for n, v in named + extra:
-        if any(_same(v, o.image) for o in out):
+        base = "" if n in plain else n.rsplit("-", 1)[0]
+        # 'balanced' detects on a grey image's contrast variants only; sampled clip frames
+        # and colour images (whose colours show their text) are detected on as they are
+        sampled = n_imgs > 2 and int(n[1:].split("-")[0]) < n_imgs - 2
+        detect = bool(base) or variants != "balanced" or v.ndim == 3 or sampled
+        twin = next((k for k, o in enumerate(out) if _same(v, o.image)), None)
+        if twin is not None:
+            if detect and not out[twin].detect:
+                out[twin] = View(out[twin].image, 1, out[twin].name, out[twin].base, True)
             continue
-        out.append(View(v, 1, n))
+        out.append(View(v, 1, n, base, detect))
     h, w = out[0].image.shape[:2] if out else (0, 0)
     factor = _enlarge_factor(h, w)
     if factor > 1:
         import cv2
 
-        out = [View(cv2.resize(o.image, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC), factor, o.name) for o in out]
+        out = [View(cv2.resize(o.image, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC), factor, o.name, o.base, o.detect)
+               for o in out]
     return out
 
 
@@ -430,6 +449,8 @@ def detect_text(
     texts: list[tuple[str, float]] = []
     two_stage = isinstance(engine, TwoStageEngine)
     for vi, view in enumerate(views):
+        if not view.detect:
+            continue
         vh, vw = view.image.shape[:2]
         for y0, x0, y1, x1 in tiles(vh, vw):
             tile = view.image[y0:y1, x0:x1]
@@ -477,7 +498,10 @@ def _read_groups(
     boxes read poorly are read again from the next view that found them."""
     if not groups:  # nothing found: no line height to take a median of
         return []
-    choices = [sorted({source[i] for i in members}) for _, members in groups]
+    index = {v.name: k for k, v in enumerate(views)}
+    # a box is read first from the plain rendering its finder was made from, if any
+    choices = [sorted({source[i] for i in members} | {index[views[source[i]].base] for i in members if views[source[i]].base})
+               for _, members in groups]
     line_h = float(np.median([r[3] for r, _ in groups]))
     parts = [_strips(r, line_h) for r, _ in groups]
     results: list[tuple[str, float]] = [("", 0.0)] * len(groups)
