@@ -35,3 +35,10 @@ class UnsupportedInput(PhiscrubError):
 
 class VerificationFailed(PhiscrubError):
     reason = "verification-failed"
+
+
+class DroppedByPolicy(PhiscrubError):
+    """The policy removes this item whole (a slide's label image): nothing is written for it.
+    Not a failure: a runner records it with this reason and keeps no copy of it."""
+
+    reason = "dropped-by-policy"

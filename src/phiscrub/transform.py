@@ -14,6 +14,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from phiscrub.dicom import header, identity, quiet  # noqa: F401  (silences value-quoting warnings)
+from phiscrub.dicom import wsi as dicom_wsi
 from phiscrub.dicom.deid_attrs import stamp
 from phiscrub.dicom.reader import read_instance
 from phiscrub.dicom.text import PhiTerms
@@ -54,6 +55,8 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str) -> Ou
     """The same step on an already parsed dataset (the runner parses once, so the verifier
     can read the source values before the transform changes them in place)."""
     policy = config.policy
+    # a whole-slide label or overview: dropped, blanked or replaced as config.wsi says
+    associated = dicom_wsi.apply_associated(ds, config, keys)
     who = identity.patient_identity(ds)
     terms = identity.collect_terms(ds) if needs_terms(config) else PhiTerms()
     pixel_outcome = None
@@ -97,6 +100,8 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str) -> Ou
     }
     if pixel_outcome is not None:
         manifest["pixels"] = pixel_outcome.manifest()
+    if associated is not None:
+        manifest["wsi_associated"] = associated
     return Outcome(buf.getvalue(), relpath, manifest)
 
 

@@ -21,6 +21,7 @@ from pydicom.uid import UID_dictionary
 from phiscrub.dicom import dates
 from phiscrub.dicom.text import PhiTerms, clean_text
 from phiscrub.dicom.values import DUMMY, TEXT_VRS, fit
+from phiscrub.dicom.wsi import keyed_identifier_tags
 from phiscrub.keys import KeyRing
 from phiscrub.policy.actions import Action, Option
 from phiscrub.policy.profile import Policy, Rule
@@ -118,7 +119,10 @@ def _private_creator(ds: Dataset, tag: int) -> str | None:
 
 
 def _patient_rule(rule: Rule, tag: int, nested: bool, ctx: InstanceContext) -> Rule:
-    """Annex E allows a dummy in place of Z: the patient gets a keyed pseudonym instead."""
+    """Annex E allows a dummy in place of Z: the patient gets a keyed pseudonym instead,
+    and so do the specimen and slide identifiers listed in wsi/dicom_wsi.yaml."""
+    if rule.action is Action.DUMMY and tag in keyed_identifier_tags() and ctx.policy.pseudonymize_patient:
+        return Rule(Action.PSEUDONYMIZE, rule.source + ":keyed")
     if (
         tag in (PATIENT_NAME, PATIENT_ID)
         and not nested

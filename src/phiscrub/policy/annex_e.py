@@ -18,6 +18,10 @@ from phiscrub.policy.actions import Option
 OPTION_COLUMNS = tuple(o for o in Option if o not in (
     Option.CLEAN_PIXEL_DATA, Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES))
 
+# The standard's table, then rows it lacks for attributes that carry free text in
+# whole-slide and annotation instances (see wsi/dicom_wsi.yaml).
+TABLE_FILES = ("annex_e.csv", "wsi/dicom_supplement.csv")
+
 # How much of the value each code keeps; used to pick the most conservative of several
 # option codes that apply to the same attribute.
 RETENTION = {"X": 0, "Z": 1, "D": 2, "U": 3, "C": 4, "K": 5}
@@ -35,10 +39,13 @@ class Row:
 @cache
 def table() -> dict[str, Row]:
     rows: dict[str, Row] = {}
-    text = resources.files("phiscrub.policy.data").joinpath("annex_e.csv").read_text()
-    for r in csv.DictReader(text.splitlines()):
-        opts = {o: r[o.value] for o in OPTION_COLUMNS if r.get(o.value)}
-        rows[r["tag"]] = Row(r["tag"], r["name"], r["in_std_iod"] == "Y", r["basic"], opts)
+    data = resources.files("phiscrub.policy.data")
+    for name in TABLE_FILES:
+        for r in csv.DictReader(data.joinpath(name).read_text().splitlines()):
+            if r["tag"] in rows:
+                continue  # a supplement only adds: the standard's own row wins
+            opts = {o: r[o.value] for o in OPTION_COLUMNS if r.get(o.value)}
+            rows[r["tag"]] = Row(r["tag"], r["name"], r["in_std_iod"] == "Y", r["basic"], opts)
     return rows
 
 

@@ -76,9 +76,8 @@ class Policy:
 
     # -- identity of the policy, for DeidentificationMethod and the audit trail
     def digest(self) -> str:
-        table_sha = hashlib.sha256(
-            resources.files("phiscrub.policy.data").joinpath("annex_e.csv").read_bytes()
-        ).hexdigest()
+        data = resources.files("phiscrub.policy.data")
+        table_sha = hashlib.sha256(b"".join(data.joinpath(n).read_bytes() for n in annex_e.TABLE_FILES)).hexdigest()
         doc = {
             "profile": self.profile,
             "options": sorted(o.value for o in self.options),
