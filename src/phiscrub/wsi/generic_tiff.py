@@ -1,0 +1,92 @@
+"""Generic pyramidal TIFF, and the TIFF-tag pass applied to every TIFF-family vendor.
+
+The pass walks every directory (pyramid levels, associated images, SubIFDs) and treats the
+baseline tags that carry people, places, dates and serials (DateTime, Artist,
+HostComputer, DocumentName, Software...) per ``generic_tiff.yaml``; private tags no vendor
+claims are removed, because nobody can say what they hold.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from phiscrub.wsi.fields import field_list
+from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest, register_format
+from phiscrub.wsi.tiff import ASCII, Ifd, TiffSlide
+from phiscrub.wsi.tiffscrub import GENERIC_TAGS, PRIVATE_KEEP, Ctx, scrub_tiff
+
+
+def scrub_common(ctx: Ctx, owned: frozenset[int]) -> None:
+    fields = field_list("generic_tiff")
+    t, rw = ctx.t, ctx.rw
+    for ifd in t.ifds:
+        for tag, e in sorted(ifd.entries.items()):
+            if tag in owned:
+                continue
+            name = GENERIC_TAGS.get(tag)
+            if name is None:
+                if tag >= 32768 and tag not in PRIVATE_KEEP:
+                    ctx.manifest.fields[f"tiff.{tag}"] = "remove"
+                    rw.delete(ifd, tag)
+                continue
+            if tag in (34665, 34853):  # EXIF / GPS sub-directories: their values go too
+                ctx.manifest.fields[f"tiff.{name}"] = "remove"
+                off = t.uint(ifd, tag)
+                if off:
+                    rw.zero_orphan_ifd(off)
+                rw.delete(ifd, tag)
+                continue
+            if e.type != ASCII:
+                if fields.action(name) != "keep":
+                    ctx.manifest.fields[f"tiff.{name}"] = "remove"
+                    rw.delete(ifd, tag)
+                continue
+            value = t.ascii(ifd, tag) or ""
+            new = ctx.decide(fields, name, value, record=f"tiff.{name}")
+            if new is None:
+                rw.delete(ifd, tag)
+            elif new != value:
+                rw.set_ascii(ifd, tag, new)
+
+
+class GenericTiff:
+    name = "generic_tiff"
+    ext = "tiff"
+    openslide_vendor = "generic-tiff"
+    owned_tags: frozenset[int] = frozenset()
+    label_end = "left"
+    assoc_encoding = "raw"
+
+    def levels(self, t: TiffSlide) -> list[Ifd]:
+        return [ifd for ifd in t.ifds if t.is_tiled(ifd) and not ifd.sub]
+
+    def associated(self, t: TiffSlide) -> dict[int, str]:
+        """Stripped pages beside a pyramid are of unknown kind: they follow the label policy."""
+        return {ifd.index: "label" for ifd in t.ifds if not t.is_tiled(ifd) and not ifd.sub}
+
+    def metadata(self, ctx: Ctx) -> None:
+        return None
+
+
+VENDOR = GenericTiff()
+
+
+def sniff(path: Path) -> bool:
+    try:
+        with TiffSlide(path) as t:
+            return t.is_tiled(t.ifds[0])
+    except Exception:  # noqa: BLE001 - sniffing never raises
+        return False
+
+
+def scrub(src: Path, dst: Path, job: SlideJob) -> SlideManifest:
+    return scrub_tiff(src, dst, job, VENDOR)
+
+
+def verify(src: Path, dst: Path, job: SlideJob) -> list[str]:
+    from phiscrub.wsi.verify import verify_tiff
+
+    return verify_tiff(src, dst, job, VENDOR)
+
+
+register_format(SlideFormat("generic_tiff", sniff, scrub, verify))

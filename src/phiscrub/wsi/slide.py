@@ -1,0 +1,87 @@
+"""The one way in for a slide: detect, scrub to a temporary name, verify, publish.
+
+Outputs are named only from a keyed token of the slide's content (never from the source
+file name, which often holds a patient's name); a slide that fails verification is never
+published and raises :class:`VerificationFailed` so the caller quarantines it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from phiscrub.errors import PhiscrubError, UnsupportedInput, VerificationFailed
+from phiscrub.wsi import registry
+from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest
+
+EXT = {"aperio": "svs", "hamamatsu": "ndpi", "leica": "scn", "ventana": "bif", "philips": "tiff",
+       "ome": "ome.tiff", "generic_tiff": "tiff", "mrxs": "mrxs"}
+
+
+def output_name(src: Path, fmt: SlideFormat, job: SlideJob) -> str:
+    """<keyed token>.<ext>: the token is keyed on the slide's content identity."""
+    from phiscrub.wsi.tiff import TiffSlide
+    from phiscrub.wsi.tiffscrub import content_id
+
+    mod = _vendor(fmt)
+    if mod is None:  # not TIFF-based (MRXS): key on the first MiB of the file's bytes
+        import hashlib
+
+        with open(src, "rb") as fh:
+            cid = hashlib.sha256(fh.read(1 << 20)).hexdigest()
+    else:
+        with TiffSlide(src) as t:
+            cid = content_id(t, mod.levels(t))
+    return f"{job.keys.token('slide', cid)}.{EXT.get(fmt.name, 'tiff')}"
+
+
+def _vendor(fmt: SlideFormat):
+    import importlib
+
+    mod = importlib.import_module(fmt.scrub.__module__)
+    return getattr(mod, "VENDOR", None)
+
+
+def deidentify_slide(src: Path, dst_dir: Path, job: SlideJob) -> SlideManifest:
+    src, dst_dir = Path(src), Path(dst_dir)
+    fmt = registry.detect(src)
+    if fmt is None:
+        raise UnsupportedInput("not a slide format phiscrub knows")
+    name = output_name(src, fmt, job)
+    target = dst_dir / name
+    dst_dir.mkdir(parents=True, exist_ok=True)
+    if job.in_place:
+        manifest = fmt.scrub(src, src, job)
+        problems = fmt.verify(src, src, job)
+        if problems:
+            raise VerificationFailed("; ".join(problems))
+        try:
+            os.replace(src, target)  # the source name is PHI: the file takes its keyed name
+        except OSError as e:
+            raise UnsupportedInput(f"in-place output must be on the source's filesystem ({e.strerror})") from None
+    else:
+        tmp = dst_dir / f".partial-{os.getpid()}-{name}"
+        try:
+            manifest = fmt.scrub(src, tmp, job)
+            problems = fmt.verify(src, tmp, job)
+            if problems:
+                raise VerificationFailed("; ".join(problems))
+            if job.config.wsi.tile_scan:
+                from phiscrub.wsi.tile_scan import scan
+
+                manifest.tile_redactions = scan(tmp, job.config.wsi.tile_scan_levels)
+            os.replace(tmp, target)
+        except PhiscrubError:
+            tmp.unlink(missing_ok=True)
+            raise
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            raise UnsupportedInput(f"cannot write the slide ({e.strerror})") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+    if job.in_place and job.config.wsi.tile_scan:
+        from phiscrub.wsi.tile_scan import scan
+
+        manifest.tile_redactions = scan(target, job.config.wsi.tile_scan_levels)
+    manifest.outputs = [name]
+    return manifest
