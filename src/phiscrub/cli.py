@@ -56,6 +56,7 @@ def deidentify(
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help="Copy originals that fail here (outside DST).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Ignore the saved job state; redo every item.")] = False,
+    in_place: Annotated[bool, typer.Option("--in-place", help="Slides: rewrite the source itself (journalled, crash-safe) and move it to DST under its keyed name; DST must be on the same filesystem.")] = False,  # noqa: E501
 ) -> None:
     """De-identify SRC into DST: DST/<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm."""
     from phiscrub.pipeline.audit import AuditLog
@@ -87,7 +88,7 @@ def deidentify(
         raise _usage("the output folder must not be the input folder or inside it")
     dst.mkdir(parents=True, exist_ok=True)
     policy_hash = cfg.policy.digest()
-    job = Job(cfg, keys, policy_hash, dst, quarantine)
+    job = Job(cfg, keys, policy_hash, dst, quarantine, in_place=in_place)
     n_workers = workers if workers >= 0 else cfg.workers
     n_workers = n_workers or default_workers()
     sdir = state_dir(dst)

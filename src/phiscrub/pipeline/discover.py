@@ -15,4 +15,5 @@ def discover(src: Path) -> Iterator[Path]:
     for root, dirs, files in os.walk(src):
         dirs[:] = sorted(d for d in dirs if not d.startswith(".phiscrub"))
         for name in sorted(files):
-            yield Path(root) / name
+            if not name.endswith(".phiscrub-journal"):  # an interrupted in-place slide rewrite
+                yield Path(root) / name

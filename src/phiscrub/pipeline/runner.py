@@ -34,6 +34,7 @@ class Job:
     dst: Path
     quarantine: Path | None = None
     durable: bool = False  # fsync every file (else batched: see sinks)
+    in_place: bool = False  # slides: rewrite the source (journalled) instead of copying it
 
 
 @dataclass
@@ -63,6 +64,9 @@ def process_path(path: str, job: Job | None = None) -> ItemResult:
     job = job or _JOB
     assert job is not None
     src_hash = job.keys.hash_hex("path:" + os.path.abspath(path))
+    routed = _other_kind(path, job, src_hash)  # slides and annotation files, by content
+    if routed is not None:
+        return routed
     try:
         data = Path(path).read_bytes()
     except OSError as e:
@@ -97,6 +101,72 @@ def process_path(path: str, job: Job | None = None) -> ItemResult:
 
 class _Quarantine(Exception):
     pass
+
+
+def _other_kind(path: str, job: Job, src_hash: str) -> ItemResult | None:
+    """Slides (never read whole: they are gigabytes) and annotation files take their own
+    path; None means the item is treated as DICOM."""
+    import dataclasses
+
+    from phiscrub.wsi import registry
+
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        fmt = registry.detect(p)
+    except OSError as e:
+        return ItemResult(path, src_hash, 0, "failed", f"cannot read ({e.strerror})", "io")
+    if fmt is not None:
+        from phiscrub.wsi.registry import SlideJob
+        from phiscrub.wsi.slide import deidentify_slide
+
+        try:
+            m = deidentify_slide(p, job.dst, SlideJob(job.keys, job.config, job.in_place))
+        except PhiscrubError as e:
+            _quarantine_file(p, job, src_hash)
+            cat = "verification" if e.reason == "verification-failed" else e.reason
+            return ItemResult(path, src_hash, size, "quarantined", str(e), cat)
+        except Exception as e:  # noqa: BLE001 - one bad slide must not stop the run
+            _quarantine_file(p, job, src_hash)
+            return ItemResult(path, src_hash, size, "failed", f"internal error ({type(e).__name__})", "internal")
+        return ItemResult(path, src_hash, size, "done", relpath=m.outputs[0] if m.outputs else "",
+                          manifest=dataclasses.asdict(m))
+    try:
+        from phiscrub.wsi.annotations import scrub_annotation, sniff_annotation
+    except ImportError:
+        return None
+    kind = sniff_annotation(p)
+    if kind is None:
+        return None
+    try:
+        data = p.read_bytes()
+        out, manifest = scrub_annotation(data, kind, job.keys, job.config)
+        import hashlib
+
+        rel = job.keys.token("annotation", hashlib.sha256(data).hexdigest()) + p.suffix.lower()[:12]
+        tmp = write_temp(job.dst / rel, out, job.durable)
+        try:
+            publish(tmp, job.dst / rel)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return ItemResult(path, src_hash, size, "done", relpath=rel, manifest=manifest)
+    except PhiscrubError as e:
+        _quarantine_file(p, job, src_hash)
+        return ItemResult(path, src_hash, size, "quarantined", str(e), e.reason)
+    except OSError as e:
+        return ItemResult(path, src_hash, size, "failed", f"cannot read ({e.strerror})", "io")
+
+
+def _quarantine_file(path: Path, job: Job, src_hash: str) -> None:
+    """Like _quarantine_copy, streamed by the kernel: a slide does not fit in memory."""
+    import shutil
+
+    if job.quarantine is None or not path.exists():
+        return
+    job.quarantine.mkdir(parents=True, exist_ok=True)
+    tmp = job.quarantine / f".partial-{src_hash}.bin"
+    shutil.copyfile(path, tmp)
+    os.replace(tmp, job.quarantine / f"{src_hash}.bin")
 
 
 def _probe(src, job: Job):

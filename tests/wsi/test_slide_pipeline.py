@@ -1,0 +1,55 @@
+"""Slides through the CLI and runner: detected by content (whatever the extension), named by
+keyed token, audited without values; a broken slide is quarantined, the run goes on."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from phiscrub.keys import KeyRing
+from phiscrub.policy.config import from_mapping
+from phiscrub.wsi.registry import SlideJob
+from phiscrub.wsi.slide import deidentify_slide
+from tests.wsi.leak import scan_tree
+from tests.wsi.slide_factory import make_aperio, make_ndpi
+
+
+def test_cli_deidentifies_slides_and_quarantines_a_broken_one(cli, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    a = make_aperio(src / "Doe_Jane_biopsy.dat")  # wrong extension on purpose: content decides
+    n = make_ndpi(src / "Doe_Jane.ndpi")
+    (src / "Doe_Jane_broken.svs").write_bytes(a.path.read_bytes()[:5000])
+    out, q = tmp_path / "out", tmp_path / "q"
+    r = cli("deidentify", src, out, "--quarantine", q, "-j", "1")
+    assert r.exit_code == 1  # the broken one
+    slides = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert len(slides) == 2 and {s.rsplit(".", 1)[1] for s in slides} == {"svs", "ndpi"}
+    assert scan_tree(out, a.values + n.values + ["Doe_Jane"]) == {}
+    assert len(list(q.iterdir())) == 1
+    audit = [json.loads(line) for line in (out / ".phiscrub" / "audit.jsonl").read_text().splitlines()]
+    items = [x for x in audit if x.get("event", x.get("kind")) == "item" or "status" in x]
+    assert sorted(x["status"] for x in items if "status" in x) == ["done", "done", "quarantined"]
+
+
+def test_cli_in_place(cli, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    a = make_aperio(src / "Doe_Jane.svs")
+    out = tmp_path / "out"
+    r = cli("deidentify", src, out, "--in-place", "-j", "1")
+    assert r.exit_code == 0, r.output
+    assert not a.path.exists()
+    assert scan_tree(out, a.values) == {}
+
+
+@pytest.mark.slow
+def test_tile_scan_reports_boxes_never_text(tmp_path):
+    p = make_aperio(tmp_path / "s.svs")
+    job = SlideJob(KeyRing(b"slide-test-key-0123456789"), from_mapping({"wsi": {"tile_scan": True, "tile_scan_levels": 1}}))
+    m = deidentify_slide(p.path, tmp_path / "out", job)
+    assert isinstance(m.tile_redactions, list)
+    assert all(set(r) <= {"level", "action", "box", "tile", "error"} for r in m.tile_redactions)
+    shutil.rmtree(tmp_path / "out")
