@@ -18,7 +18,11 @@ Metrics (per redactor and mode):
 - non-PHI kept: non-PHI fields with < 5% of their box pixels changed.
 - non-text altered: pixels outside every label box (and outside text the source image
   already had) that changed, as a fraction, averaged over files.
-- speed: single-frame 512x512 images per second, and seconds for the 30-frame clip.
+- speed: single-frame 512x512 images per second, and seconds for the 30-frame clip. "img/s" is
+  one process, one file after another (latency); "img/s 2w" is throughput on the machine's 2
+  cores the way a run uses them: the same files through a pool of 2 worker processes, each
+  with one OCR thread (what `phiscrub deidentify -j 2` does). The images/s target is judged
+  on the pool figure; Presidio gets the same pool.
 "Changed" means any sample differs from the decoded input; for inputs stored lossy (JPEG
 baseline) by more than LOSSY_TOLERANCE, so that a lossy re-encode is not counted as damage.
 
@@ -50,6 +54,7 @@ import importlib
 import io
 import json
 import logging
+import os
 import sys
 import time
 import warnings
@@ -98,6 +103,10 @@ class Redactor:
 
     def redact(self, data: bytes, entry: dict[str, Any]) -> Redacted:
         raise NotImplementedError
+
+    def fresh(self) -> Redactor:
+        """An unprepared copy, cheap to send to a worker process."""
+        return type(self)()
 
     @property
     def label(self) -> str:
@@ -214,6 +223,9 @@ class PhiscrubRedactor(Redactor):
     def __init__(self, mode: str, extra_pixels: dict[str, Any] | None = None) -> None:
         self.mode = mode
         self.extra = dict(extra_pixels or {})
+
+    def fresh(self) -> Redactor:
+        return PhiscrubRedactor(self.mode, self.extra)
 
     def prepare(self, sample: bytes) -> str | None:
         try:
@@ -399,6 +411,7 @@ class Summary:
     non_phi_kept: float = 0.0
     nontext_altered: float = 0.0
     images_per_s: float = 0.0
+    pool_images_per_s: float = float("nan")
     clip_s: float = float("nan")
     errors: int = 0
     notes: dict[str, int] = field(default_factory=dict)
@@ -440,7 +453,7 @@ def _fmt(v: float, digits: int = 3) -> str:
 
 def print_table(summaries: list[Summary]) -> None:
     head = (f"{'redactor':<26} {'PHI recall':>10} {'clean':>6} {'non-PHI kept':>12} {'non-text altered':>16} "
-            f"{'img/s':>7} {'clip s':>7} {'errors':>6}")
+            f"{'img/s':>7} {'img/s 2w':>8} {'clip s':>7} {'errors':>6}")
     print(head)
     print("-" * len(head))
     for s in summaries:
@@ -449,7 +462,8 @@ def print_table(summaries: list[Summary]) -> None:
             continue
         print(
             f"{s.label:<26} {_fmt(s.phi_recall):>10} {_fmt(s.clean_rate):>6} {_fmt(s.non_phi_kept):>12} "
-            f"{_fmt(s.nontext_altered, 5):>16} {_fmt(s.images_per_s, 2):>7} {_fmt(s.clip_s, 2):>7} {s.errors:>6}"
+            f"{_fmt(s.nontext_altered, 5):>16} {_fmt(s.images_per_s, 2):>7} {_fmt(s.pool_images_per_s, 2):>8} "
+            f"{_fmt(s.clip_s, 2):>7} {s.errors:>6}"
         )
     for s in summaries:
         if s.notes:
@@ -513,7 +527,8 @@ def print_targets(summaries: list[Summary]) -> None:
             checks.append((f"clean-image rate {_fmt(s.clean_rate)} >= {TARGET_CLEAN[mode]}", s.clean_rate >= TARGET_CLEAN[mode]))
         if mode == "sensitive":
             checks.append((f"non-PHI kept {_fmt(s.non_phi_kept)} >= {TARGET_NON_PHI_KEPT}", s.non_phi_kept >= TARGET_NON_PHI_KEPT))
-        checks.append((f"{_fmt(s.images_per_s, 2)} images/s >= {TARGET_IMAGES_PER_S}", s.images_per_s >= TARGET_IMAGES_PER_S))
+        speed = s.pool_images_per_s if s.pool_images_per_s == s.pool_images_per_s else s.images_per_s
+        checks.append((f"{_fmt(speed, 2)} images/s on 2 cores >= {TARGET_IMAGES_PER_S}", speed >= TARGET_IMAGES_PER_S))
         checks.append((f"30-frame clip {_fmt(s.clip_s, 2)} s < {TARGET_CLIP_S}", s.clip_s < TARGET_CLIP_S))
         if presidio is None:
             checks.append(("ahead of Presidio: Presidio not run", False))
@@ -523,6 +538,7 @@ def print_targets(summaries: list[Summary]) -> None:
                 ("clean", s.clean_rate, presidio.clean_rate, True, 1.0),
                 ("non-text altered", s.nontext_altered, presidio.nontext_altered, False, 0.0),
                 ("img/s", s.images_per_s, presidio.images_per_s, True, float("inf")),
+                ("img/s 2w", s.pool_images_per_s, presidio.pool_images_per_s, True, float("inf")),
                 ("clip s", s.clip_s, presidio.clip_s, False, 0.0),
             ]
             if mode == "sensitive":  # "all" removes non-PHI text by design
@@ -546,8 +562,39 @@ def check_baselines(summaries: list[Summary]) -> None:
 # ---------------------------------------------------------------- main
 
 
+_POOL: dict[str, Any] = {}
+
+
+def _pool_init(red: Redactor, sample: bytes) -> None:
+    os.environ["PHISCRUB_OCR_THREADS"] = "1"  # one OCR thread per worker: the pool shares the cores
+    os.environ["OMP_THREAD_LIMIT"] = "1"  # Tesseract's OpenMP likewise
+    warnings.filterwarnings("ignore")
+    logging.disable(logging.WARNING)
+    red.prepare(sample)  # loads models, untimed
+    _POOL["red"] = red
+
+
+def _pool_redact(item: tuple[bytes, dict[str, Any]]) -> bool:
+    return _POOL["red"].redact(*item).data is not None
+
+
+def pool_throughput(red: Redactor, items: list[tuple[bytes, dict[str, Any]]], workers: int = 2) -> float:
+    """Single-frame images per second through a pool of ``workers`` fresh processes (spawned,
+    not forked: a forked OCR runtime would keep the parent's thread settings), each loading
+    its models before the clock starts."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_pool_init,
+                             initargs=(red.fresh(), items[0][0])) as pool:
+        list(pool.map(_pool_redact, items[: 2 * workers]))  # every worker started and warm
+        t0 = time.perf_counter()
+        list(pool.map(_pool_redact, items))
+        return len(items) / (time.perf_counter() - t0)
+
+
 def run_one(red: Redactor, labels: dict[str, Any], folder: Path, inputs: dict[str, tuple[np.ndarray, Dataset]],
-            raw: dict[str, bytes], outdir: Path | None) -> tuple[Summary, list[FileScore]]:
+            raw: dict[str, bytes], outdir: Path | None, pool: bool = True) -> tuple[Summary, list[FileScore]]:
     first_single = next(n for n, e in labels["files"].items() if e["frames"] == 1)
     why = red.prepare(raw[first_single])
     if why:
@@ -561,7 +608,11 @@ def run_one(red: Redactor, labels: dict[str, Any], folder: Path, inputs: dict[st
             (target / name).write_bytes(result.data)
         inp, in_ds = inputs[name]
         scores.append(score_file(name, entry, inp, in_ds, result))
-    return summarise(red.label, scores), scores
+    summary = summarise(red.label, scores)
+    if pool and isinstance(red, (PresidioRedactor, PhiscrubRedactor)):
+        single = [(raw[n], e) for n, e in labels["files"].items() if e["frames"] == 1]
+        summary.pool_images_per_s = pool_throughput(red, single)
+    return summary, scores
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -573,6 +624,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rebuild", action="store_true", help="rebuild the set even if labels.json exists")
     ap.add_argument("--phiscrub-pixels", default="{}", help='extra keys for the "pixels" config, as JSON')
     ap.add_argument("--keep-outputs", action="store_true", help="write each tool's outputs under OUT/redacted/")
+    ap.add_argument("--no-pool", action="store_true", help="skip the 2-worker throughput run")
     args = ap.parse_args(argv)
 
     warnings.filterwarnings("ignore")
@@ -599,7 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for red in redactors:
         t0 = time.perf_counter()
-        summary, scores = run_one(red, labels, args.out, inputs, raw, outdir)
+        summary, scores = run_one(red, labels, args.out, inputs, raw, outdir, pool=not args.no_pool)
         runs.append((summary, scores))
         state = f"skipped ({summary.unavailable})" if summary.unavailable else f"{time.perf_counter() - t0:.1f} s"
         print(f"ran {red.label}: {state}", flush=True)

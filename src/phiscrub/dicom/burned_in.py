@@ -69,7 +69,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     from phiscrub.dicom import pixels
     from phiscrub.ocr.engine import get_engine
     from phiscrub.ocr.phi_match import classify
-    from phiscrub.ocr.prepare import detect_text
+    from phiscrub.ocr.prepare import detect_text, read_boxes
 
     # a JPEG's own markers can change the colour space: trust the decoded layout
     frames, layout = pixels.decode(ds)
@@ -104,10 +104,15 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
             new = [t for t in new if ink_outside(after, _as_box(t), padded) >= t.h]  # a letter's worth
         remnants = [Box(t.x, t.y, t.w, t.h, None, "remnant") for t in new if any(_same_line(t, p) for p in padded)]
         if n_frames == 1:
-            if len(remnants) == len(new):
-                return remnants
-            judged = find(stack, recheck=True)[1]
+            # only the new lines need reading: the rest was read and judged by the first pass
+            others = [(t.x, t.y, t.w, t.h) for t in new if not any(_same_line(t, p) for p in padded)]
+            judged = judge(read_boxes(stack, photometric, window, engine, others, ds=ds), recheck=True)
         return remnants + [b for b in judged if not _covered(b, padded) and not any(_overlap(b, r) for r in remnants)]
+
+    def judge(found, recheck: bool) -> list[Box]:
+        if recheck and mode == "all":  # only what reads as text: two letters or digits
+            found = [t for t in found if sum(c.isalnum() for c in t.text) >= 2]
+        return classify(found, terms, mode, cfg.threshold, allow, list(cfg.patterns))
 
     def find(stack, recheck: bool = False) -> tuple[list, list[Box]]:
         """(every text box found, those to blank)."""
@@ -118,10 +123,9 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         # the first pass looks through every view; the re-check of redacted frames uses the
         # quicker set (what it must catch is text the first pass never saw, e.g. a clock)
         views = "auto" if recheck else cfg.views
-        found = detect_text(stack, photometric, window, engine, ds=ds, read=read, variants=views)
-        if recheck and mode == "all":
-            found = [t for t in found if sum(c.isalnum() for c in t.text) >= 2]
-        judged = classify(found, terms, mode, cfg.threshold, allow, list(cfg.patterns))
+        # a re-check looks at each sampled frame itself: their min/max add nothing there
+        found = detect_text(stack, photometric, window, engine, ds=ds, read=read, variants=views, project=not recheck)
+        judged = judge(found, recheck)
         if not recheck:
             # only text judged harmless may be recognised again without a second reading:
             # what remains of a sensitive line after redaction must always be read again

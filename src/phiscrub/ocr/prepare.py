@@ -250,8 +250,13 @@ def detection_views(
     *,
     ds: Dataset | None = None,
     variants: str = "auto",
+    project: bool = True,
 ) -> list[View]:
     """Every 8-bit view :func:`detect_text` runs the detector on, in reading priority.
+
+    ``project`` False: the frames of a stack are looked at one by one, without the
+    temporal projections (a re-check of a few redacted frames, where what is looked for
+    is text that changes from frame to frame).
 
     ``variants``: 'auto' adds a contrast-stretched view only for low-contrast renderings
     (a faint overlay on a flat background: 15 grey levels of text on 30 went from 16 of
@@ -266,26 +271,34 @@ def detection_views(
     if stack.size == 0:
         return []
     named: list[tuple[str, np.ndarray]] = []
+    if stack.shape[0] == 1:
+        imgs = [stack[0]]
+    elif project:
+        imgs = _reading_order(projections(stack))
+    else:
+        imgs = list(stack)
+    # sampled frames come first; with projections, the last two images are the min and max
+    n_sampled = len(imgs) if not project else (len(imgs) - 2 if len(imgs) > 2 else 0)
     if photometric in COLOR or (photometric == "PALETTE COLOR" and ds is not None):
         # Projections first, conversion after: converting a long YBR or palette clip
         # would cost several times its size in float memory, and the few projected
         # images are only views (a YBR min projection converted is close enough to
         # the min of the converted frames for finding text).
-        imgs = projections(stack) if stack.shape[0] > 1 else [stack[0]]
-        for i, img in enumerate(_reading_order(imgs)):
+        for i, img in enumerate(imgs):
             named.append((f"p{i}", _to_rgb(img, photometric, ds)))
     else:
-        imgs = projections(stack) if stack.shape[0] > 1 else [stack[0]]
-        ordered = _reading_order(imgs)
-        for i, img in enumerate(ordered):
+        for i, img in enumerate(imgs):
             views = gray_views(img, photometric, window, ds)
             # The full-range rendering is kept for the projections (or the only frame);
             # sampled frames add the window only - their text is in the projections too.
-            if len(ordered) > 1 and i < len(ordered) - 2:
+            if i < n_sampled:
                 views = views[:1]
             named += [(f"p{i}-{n}", v) for n, v in views]
     extra: list[tuple[str, np.ndarray]] = []
-    n_imgs = len(imgs)
+
+    def sampled(name: str) -> bool:
+        return int(name[1:].split("-")[0]) < n_sampled
+
     plain = [n for n, _ in named]
     # each image's first rendering (its window, or its only one) is the one inverted
     primary = {n for k, n in enumerate(plain) if k == 0 or n.split("-")[0] != plain[k - 1].split("-")[0]}
@@ -294,7 +307,7 @@ def detection_views(
             # sampled frames of a clip are there for text that changes (clocks, counters),
             # which their plain view reads; contrast variants of them add time, not text:
             # static faint text is in the min/max projections, which get every variant
-            if n_imgs > 2 and int(n[1:].split("-")[0]) < n_imgs - 2:
+            if sampled(n):
                 continue
             low = _low_contrast(v)
             if variants == "all" or low:
@@ -308,8 +321,7 @@ def detection_views(
         base = "" if n in plain else n.rsplit("-", 1)[0]
         # 'balanced' detects on a grey image's contrast variants only; sampled clip frames
         # and colour images (whose colours show their text) are detected on as they are
-        sampled = n_imgs > 2 and int(n[1:].split("-")[0]) < n_imgs - 2
-        detect = bool(base) or variants != "balanced" or v.ndim == 3 or sampled
+        detect = bool(base) or variants != "balanced" or v.ndim == 3 or sampled(n)
         twin = next((k for k, o in enumerate(out) if _same(v, o.image)), None)
         if twin is not None:
             if detect and not out[twin].detect:
@@ -427,6 +439,7 @@ def detect_text(
     ds: Dataset | None = None,
     variants: str = "auto",
     read: bool = True,
+    project: bool = True,
 ) -> list[TextBox]:
     """Text lines in the stored pixels of one image or a stack of frames.
 
@@ -437,9 +450,9 @@ def detect_text(
     tiles and frames (for a stack, they apply to every frame), each with its text read.
     ``read`` False skips recognition on two-stage engines (text ''): enough for mode
     'all', where every box is blanked whatever it says, and about half the time.
-    ``variants``: see :func:`detection_views`.
+    ``variants`` and ``project``: see :func:`detection_views`.
     """
-    views = detection_views(frames, photometric, window, ds=ds, variants=variants)
+    views = detection_views(frames, photometric, window, ds=ds, variants=variants, project=project)
     if not views:
         return []
     h = views[0].image.shape[0] // views[0].scale
@@ -473,7 +486,29 @@ def detect_text(
         return out
     if not read:
         return [TextBox(*rect, "", 0.0) for rect, _ in groups]
-    return _read_groups(engine, views, groups, source)  # type: ignore[arg-type]
+    index = {v.name: k for k, v in enumerate(views)}
+    # a box is read first from the plain rendering its finder was made from, if any
+    choices = [sorted({source[i] for i in members} | {index[views[source[i]].base] for i in members if views[source[i]].base})
+               for _, members in groups]
+    return _read_groups(engine, views, [r for r, _ in groups], choices)  # type: ignore[arg-type]
+
+
+def read_boxes(
+    frames: np.ndarray,
+    photometric: str,
+    window: tuple[float, float] | None,
+    engine: TwoStageEngine,
+    rects: Sequence[Rect],
+    *,
+    ds: Dataset | None = None,
+) -> list[TextBox]:
+    """Read given boxes (stored-pixel coordinates) from the plain renderings, without
+    detecting: for a re-check that located text and needs only the new lines read."""
+    if not rects:
+        return []
+    views = detection_views(frames, photometric, window, ds=ds, variants="none")
+    order = list(range(len(views)))
+    return _read_groups(engine, views, list(rects), [order] * len(rects))
 
 
 def _strips(rect: Rect, line_h: float) -> list[Rect]:
@@ -491,21 +526,15 @@ def _strips(rect: Rect, line_h: float) -> list[Rect]:
 TALL = 1.7  # a merged box this many median line heights tall is read as strips
 
 
-def _read_groups(
-    engine: TwoStageEngine, views: list[View], groups: list[tuple[Rect, list[int]]], source: list[int]
-) -> list[TextBox]:
-    """Read each merged box once, from the first view (in reading priority) that found it;
-    boxes read poorly are read again from the next view that found them."""
-    if not groups:  # nothing found: no line height to take a median of
+def _read_groups(engine: TwoStageEngine, views: list[View], boxes: list[Rect], choices: list[list[int]]) -> list[TextBox]:
+    """Read each box once, from the first of its views (indices in reading priority);
+    boxes read poorly are read again from the next."""
+    if not boxes:  # nothing found: no line height to take a median of
         return []
-    index = {v.name: k for k, v in enumerate(views)}
-    # a box is read first from the plain rendering its finder was made from, if any
-    choices = [sorted({source[i] for i in members} | {index[views[source[i]].base] for i in members if views[source[i]].base})
-               for _, members in groups]
-    line_h = float(np.median([r[3] for r, _ in groups]))
-    parts = [_strips(r, line_h) for r, _ in groups]
-    results: list[tuple[str, float]] = [("", 0.0)] * len(groups)
-    pending = list(range(len(groups)))
+    line_h = float(np.median([r[3] for r in boxes]))
+    parts = [_strips(r, line_h) for r in boxes]
+    results: list[tuple[str, float]] = [("", 0.0)] * len(boxes)
+    pending = list(range(len(boxes)))
     attempt = 0
     while pending:
         by_view: dict[int, list[int]] = {}
@@ -529,4 +558,4 @@ def _read_groups(
                     results[g] = (text, score)
         attempt += 1
         pending = [g for g in pending if results[g][1] < REREAD_BELOW]
-    return [TextBox(*rect, results[k][0], results[k][1]) for k, (rect, _) in enumerate(groups)]
+    return [TextBox(*rect, results[k][0], results[k][1]) for k, rect in enumerate(boxes)]
