@@ -1,6 +1,6 @@
 PY ?= python3
 
-.PHONY: install demo test lint bench bench-pixels
+.PHONY: install demo test lint bench bench-pixels bench-wsi
 
 install:
 	$(PY) -m pip install -q -e '.[test]'
@@ -26,3 +26,8 @@ bench-pixels:
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) -m pip install -q --no-deps presidio-image-redactor
 	$(PY) bench/bench_pixels.py
+
+# >= 2 GB synthetic SVS (bench/out/, git-ignored): copy mode and in place against cp, peak RSS
+bench-wsi:
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) bench/bench_wsi.py

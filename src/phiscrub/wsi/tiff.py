@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+import numpy as np
+
 from phiscrub.errors import CorruptFile, UnsupportedInput
 
 TYPE_SIZE = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4, 16: 8, 17: 8, 18: 8}
@@ -70,6 +72,7 @@ class TiffSlide:
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._ranges: dict[int, list[tuple[int, int]]] = {}
         try:
             self.fd = os.open(self.path, os.O_RDONLY)
         except OSError as e:
@@ -231,7 +234,8 @@ class TiffSlide:
         e = ifd.entries.get(tag)
         if e is None or e.type not in (1, 3, 4, 13, 16, 18):
             return []
-        vals = list(struct.unpack(f"{self.bo}{e.count}{TYPE_FMT[e.type]}", self.raw(e)))
+        dt = np.dtype(TYPE_FMT[e.type]).newbyteorder(self.bo)
+        vals = np.frombuffer(self.raw(e), dt, e.count).tolist()
         if self.layout is Layout.NDPI and e.count == 1 and e.type in (4, 13):
             vals[0] |= struct.unpack("<I", e.field[4:8])[0] << 32  # NDPI: value high bits
         return vals
@@ -260,17 +264,20 @@ class TiffSlide:
 
     def data_ranges(self, ifd: Ifd) -> list[tuple[int, int]]:
         """(offset, length) of every tile or strip of one directory, checked against the file."""
+        if ifd.index in self._ranges and ifd.index >= 0:
+            return self._ranges[ifd.index]
         if self.is_tiled(ifd):
             offs, cnts = self.uints(ifd, T_TILE_OFFSETS), self.uints(ifd, T_TILE_COUNTS)
         else:
             offs, cnts = self.uints(ifd, T_STRIP_OFFSETS), self.uints(ifd, T_STRIP_COUNTS)
         if len(offs) != len(cnts):
             raise CorruptFile("TIFF tile offsets and byte counts disagree")
-        out = []
-        for o, c in zip(offs, cnts, strict=True):
-            if c and o + c > self.size:
+        if offs:
+            o, c = np.asarray(offs, np.uint64), np.asarray(cnts, np.uint64)
+            if int(((o + c) * (c > 0)).max()) > self.size:
                 raise CorruptFile("slide truncated: image data lies past the end of the file")
-            out.append((o, c))
+        out = list(zip(offs, cnts, strict=True))
+        self._ranges[ifd.index] = out
         return out
 
     def metadata_ranges(self) -> list[tuple[int, int]]:
