@@ -94,7 +94,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         pass looked."""
         located = []
         if n_frames == 1:
-            located = detect_text(stack, photometric, window, engine, ds=ds, read=False, variants="auto")
+            located = detect_text(stack, photometric, window, engine, ds=ds, read=False, variants="single")
         else:
             located, judged = find(stack, recheck=True)
         new = [t for t in located if not _covered(t, padded) and not _covered(t, seen, 0.7)]

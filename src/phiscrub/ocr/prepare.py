@@ -37,7 +37,7 @@ ENLARGE_BELOW = 384  # images whose longest side is smaller are enlarged ...
 ENLARGE_TO = 512  # ... by an integer factor to about this size (at most 4x)
 LOW_CONTRAST = 96  # grey levels between the 0.1 and 99.9th percentile below which CLAHE helps
 SAME_VIEW = 1.5  # mean absolute difference (grey levels) under which two views count as one
-VARIANTS = ("auto", "balanced", "all", "none")
+VARIANTS = ("auto", "balanced", "all", "none", "single")
 REREAD_BELOW = 0.5  # recognition score under which a box is read again from another view
 
 COLOR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "YBR_PARTIAL_422"}
@@ -262,7 +262,11 @@ def detection_views(
     (a faint overlay on a flat background: 15 grey levels of text on 30 went from 16 of
     72 lines missed to none); 'all' adds stretched, CLAHE and inverted views of every
     rendering (about twice the time, for audits; on speckle backgrounds it found 3 more
-    of 144 lines, all lone letters); 'none' adds nothing.
+    of 144 lines, all lone letters); 'none' adds nothing. 'balanced' detects on CLAHE
+    views of each rendering and an inverted primary one, reading from the plain ones.
+    'single' detects on one view per image: the CLAHE of its widest grey rendering (local
+    contrast shows text at any level of the range), or a colour image as it is; it is for
+    re-checking a redacted single frame, where the first pass already looked everywhere.
     """
     if variants not in VARIANTS:
         raise ValueError(f"variants must be one of {VARIANTS}, not {variants!r}")
@@ -309,6 +313,10 @@ def detection_views(
             # static faint text is in the min/max projections, which get every variant
             if sampled(n):
                 continue
+            if variants == "single":
+                if v.ndim == 2 and n == plain[-1]:
+                    extra.append((n + "-clahe", _clahe(v)))
+                continue
             low = _low_contrast(v)
             if variants == "all" or low:
                 extra.append((n + "-stretch", _stretch(v)))
@@ -321,7 +329,7 @@ def detection_views(
         base = "" if n in plain else n.rsplit("-", 1)[0]
         # 'balanced' detects on a grey image's contrast variants only; sampled clip frames
         # and colour images (whose colours show their text) are detected on as they are
-        detect = bool(base) or variants != "balanced" or v.ndim == 3 or sampled(n)
+        detect = bool(base) or variants not in ("balanced", "single") or v.ndim == 3 or sampled(n)
         twin = next((k for k, o in enumerate(out) if _same(v, o.image)), None)
         if twin is not None:
             if detect and not out[twin].detect:
