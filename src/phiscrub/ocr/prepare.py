@@ -304,8 +304,12 @@ def detection_views(
         return int(name[1:].split("-")[0]) < n_sampled
 
     plain = [n for n, _ in named]
-    # each image's first rendering (its window, or its only one) is the one inverted
+    # each image's first rendering (its window, or its only one) is the one inverted; of a
+    # clip's projections only the min: dark text, which the inverted view is for, survives
+    # the min projection, and light text the max
     primary = {n for k, n in enumerate(plain) if k == 0 or n.split("-")[0] != plain[k - 1].split("-")[0]}
+    if n_sampled and len(imgs) > n_sampled + 1:
+        primary -= {n for n in plain if n.split("-")[0] == f"p{len(imgs) - 1}"}
     if variants != "none":
         for n, v in named:
             # sampled frames of a clip are there for text that changes (clocks, counters),
