@@ -100,7 +100,7 @@ def deidentify(
         except OSError:
             k = ""
         rel = None if restart or not k else state.done_relpath(k)
-        if rel is not None and (dst / rel).is_file():
+        if rel is not None and (rel == "" or (dst / rel).is_file()):
             skipped += 1  # done by an earlier run with this file, policy and key
             continue
         item_keys[str(p)] = k
@@ -122,7 +122,7 @@ def deidentify(
 
         def on_result(r) -> None:
             counts[r.status] += 1
-            if r.status != "done":
+            if r.status not in ("done", "dropped"):
                 # one line per failed file, naming the file and the reason, never a value in it
                 progress.console.print(f"[yellow]{r.status}:[/yellow] {r.source}: {r.reason}",
                                        markup=True, highlight=False)
@@ -136,14 +136,15 @@ def deidentify(
         run(paths, job, n_workers, on_result)
     state.close()  # flushes the outputs to disk before it commits the rows that call them done
     elapsed = time.perf_counter() - started
-    audit.append("run-end", done=counts["done"], failed=counts["failed"], skipped=skipped,
+    audit.append("run-end", done=counts["done"], dropped=counts["dropped"], failed=counts["failed"], skipped=skipped,
                  quarantined=counts["quarantined"], seconds=round(elapsed, 3))
     audit.close()
-    summary = {"done": counts["done"], "skipped": skipped, "failed": counts["failed"],
+    summary = {"done": counts["done"], "dropped": counts["dropped"], "skipped": skipped, "failed": counts["failed"],
                "quarantined": counts["quarantined"], "seconds": round(elapsed, 3)}
     (sdir / "last-run.json").write_text(json.dumps(summary, indent=1) + "\n")
     rate = len(paths) / elapsed if elapsed > 0 else 0.0
-    err.print(f"{counts['done']} done, {counts['quarantined']} quarantined, {counts['failed']} failed"
+    dropped = f", {counts['dropped']} dropped by policy" if counts["dropped"] else ""
+    err.print(f"{counts['done']} done{dropped}, {counts['quarantined']} quarantined, {counts['failed']} failed"
               f" in {elapsed:.1f}s ({rate:.0f} files/s); audit: {sdir / 'audit.jsonl'}")
     if counts["failed"] or counts["quarantined"]:
         raise typer.Exit(1)

@@ -53,3 +53,31 @@ def test_tile_scan_reports_boxes_never_text(tmp_path):
     assert isinstance(m.tile_redactions, list)
     assert all(set(r) <= {"level", "action", "box", "tile", "error"} for r in m.tile_redactions)
     shutil.rmtree(tmp_path / "out")
+
+
+def test_cli_mixed_pathology_folder(cli, tmp_path):
+    """One run over what a pathology export holds: an MRXS slide (its data folder is part
+    of the slide, not items of its own), annotation files, and a DICOM WSI series whose label
+    instance the default policy drops (counted, not a failure: exit 0)."""
+    from tests.wsi import annotation_factory as ann
+    from tests.wsi import dicom_wsi_factory as dw
+    from tests.wsi import mrxs_factory as mx
+
+    src = tmp_path / "Quincey_Bartholomew"
+    src.mkdir()
+    mx.make_mrxs(src, "Quincey_slide")
+    (src / "Quincey_annotations.xml").write_bytes(ann.aperio_xml())
+    (src / "Quincey.geojson").write_bytes(ann.geojson())
+    (src / "volume.dcm").write_bytes(dw.volume())
+    (src / "label.dcm").write_bytes(dw.associated("LABEL"))
+    out = tmp_path / "out"
+    r = cli("deidentify", src, out, "-j", "1")
+    assert r.exit_code == 0, r.output
+    audit = [json.loads(line) for line in (out / ".phiscrub" / "audit.jsonl").read_text().splitlines()]
+    statuses = sorted(x["status"] for x in audit if x.get("event") == "item")
+    assert statuses == ["done"] * 4 + ["dropped"]  # mrxs, 2 annotations, volume; the label dropped
+    assert "1 dropped by policy" in r.output
+    assert scan_tree(out, mx.PLANTED + ann.PLANTED + dw.PLANTED) == {}
+    # a second run resumes: nothing is redone, the dropped label included
+    r2 = cli("deidentify", src, out, "-j", "1")
+    assert r2.exit_code == 0 and "5 item(s) already done" in r2.output

@@ -13,7 +13,11 @@ def discover(src: Path) -> Iterator[Path]:
         yield src
         return
     for root, dirs, files in os.walk(src):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".phiscrub"))
+        # a 3DHISTECH slide is NAME.mrxs beside a folder NAME/ holding Slidedat.ini and its
+        # data: the folder is part of the slide (handled with it), not items of its own
+        stems = {os.path.splitext(f)[0] for f in files}
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".phiscrub")
+                         and not (d in stems and os.path.isfile(os.path.join(root, d, "Slidedat.ini"))))
         for name in sorted(files):
             if not name.endswith(".phiscrub-journal"):  # an interrupted in-place slide rewrite
                 yield Path(root) / name

@@ -17,7 +17,7 @@ from itertools import islice
 from pathlib import Path
 
 from phiscrub.dicom.reader import read_instance
-from phiscrub.errors import PhiscrubError
+from phiscrub.errors import DroppedByPolicy, PhiscrubError
 from phiscrub.keys import KeyRing
 from phiscrub.pipeline.sinks import atomic_write, flush, publish, write_temp
 from phiscrub.pipeline.verify import collect_probe, verify_output
@@ -90,6 +90,8 @@ def process_path(path: str, job: Job | None = None) -> ItemResult:
     except _Quarantine as q:
         _quarantine_copy(path, data, job, src_hash)
         return ItemResult(path, src_hash, len(data), "quarantined", str(q), "verification")
+    except DroppedByPolicy as e:  # not a failure: nothing is written and no copy is kept
+        return ItemResult(path, src_hash, len(data), "dropped", str(e), e.reason)
     except PhiscrubError as e:
         _quarantine_copy(path, data, job, src_hash)
         return ItemResult(path, src_hash, len(data), "quarantined", str(e), e.reason)
@@ -131,10 +133,8 @@ def _other_kind(path: str, job: Job, src_hash: str) -> ItemResult | None:
             return ItemResult(path, src_hash, size, "failed", f"internal error ({type(e).__name__})", "internal")
         return ItemResult(path, src_hash, size, "done", relpath=m.outputs[0] if m.outputs else "",
                           manifest=dataclasses.asdict(m))
-    try:
-        from phiscrub.wsi.annotations import scrub_annotation, sniff_annotation
-    except ImportError:
-        return None
+    from phiscrub.wsi.annotations import scrub_annotation, sniff_annotation
+
     kind = sniff_annotation(p)
     if kind is None:
         return None

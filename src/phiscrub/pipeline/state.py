@@ -41,7 +41,8 @@ class JobState:
         return keys.hash_hex(f"item:{os.path.abspath(path)}:{st.st_size}:{st.st_mtime_ns}:{policy_hash}", 32)
 
     def done_relpath(self, key: str) -> str | None:
-        row = self.db.execute("SELECT relpath FROM items WHERE key=? AND status='done'", (key,)).fetchone()
+        # a dropped item (a label image the policy removes) is finished too; its relpath is ''
+        row = self.db.execute("SELECT relpath FROM items WHERE key=? AND status IN ('done', 'dropped')", (key,)).fetchone()
         return row[0] if row else None
 
     def record(self, key: str, status: str, relpath: str, category: str) -> None:
