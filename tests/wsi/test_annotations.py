@@ -69,6 +69,36 @@ def test_without_outside_terms_the_file_own_phi_still_goes(kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
+def test_a_patient_name_in_free_text_goes_even_when_nothing_names_it(kind):
+    """The default (wsi.annotation_text: vocabulary) keeps only tissue, region and
+    measurement words in names, titles and comments, so a patient's name typed into a title
+    goes although no header says it is one; 'clean' alone (known values and patterns) keeps
+    it, which is why it is not the default; 'remove' drops all free text."""
+    names = [af.PATIENT, "Bartholomew", "Quincey"]
+    out, manifest = scrub_annotation(af.MAKERS[kind](), kind, KEYS, CONFIG)
+    assert scan_bytes(out, names + af.PLANTED) == []
+    assert manifest["spans_replaced"] > 0
+    clean = from_mapping({"wsi": {"annotation_text": "clean"}})
+    kept, _ = scrub_annotation(af.MAKERS[kind](), kind, KEYS, clean)
+    assert scan_bytes(kept, af.PLANTED) == []
+    if kind != "aperio_xml":  # there the name is only in an XML comment, which always goes
+        assert scan_bytes(kept, names) != []
+    removed, _ = scrub_annotation(af.MAKERS[kind](), kind, KEYS, from_mapping({"wsi": {"annotation_text": "remove"}}))
+    assert scan_bytes(removed, names + af.PLANTED + ["Tumor area"]) == []
+
+
+def test_vocabulary_keeps_tissue_words_and_numbers(tmp_path):
+    from phiscrub.wsi.annotations import _vocabulary_only, vocabulary
+
+    vocab = vocabulary()
+    assert _vocabulary_only("Tumor region 2, H&E 40x", vocab, "[X]") == ("Tumor region 2, H&E 40x", 0)
+    assert _vocabulary_only("Bartholomew Quincey lesion", vocab, "[X]") == ("[X] lesion", 2)
+    extra = tmp_path / "words.txt"
+    extra.write_text("# ours\nQuincey\n")
+    assert _vocabulary_only("Quincey lesion", vocabulary((str(extra),)), "[X]") == ("Quincey lesion", 0)
+
+
+@pytest.mark.parametrize("kind", KINDS)
 def test_deterministic(kind):
     a = scrub_annotation(af.MAKERS[kind](), kind, KEYS, CONFIG, terms=_terms())
     b = scrub_annotation(af.MAKERS[kind](), kind, KEYS, CONFIG, terms=_terms())

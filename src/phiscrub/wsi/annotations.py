@@ -54,6 +54,8 @@ class Cleaner:
     extra: tuple = ()
     terms: PhiTerms = field(default_factory=PhiTerms)
     counts: Counter = field(default_factory=Counter)
+    mode: str = "clean"  # wsi.annotation_text
+    vocabulary: frozenset[str] = frozenset()
 
     def learn(self, value: str) -> None:
         value = value.strip()
@@ -62,7 +64,13 @@ class Cleaner:
             self.terms.add_literal(value)
 
     def clean(self, where: str, value: str) -> str:
-        out, n = clean_text(value, self.terms, self.marker, self.extra)
+        if self.mode == "remove":
+            out, n = (self.marker, 1) if value.strip() else (value, 0)
+        else:
+            out, n = clean_text(value, self.terms, self.marker, self.extra)
+            if self.mode == "vocabulary":
+                out, unknown = _vocabulary_only(out, self.vocabulary, self.marker)
+                n += unknown
         self.counts[f"cleaned:{where}"] += 1
         if n:
             self.counts[f"spans:{where}"] += n
@@ -77,6 +85,48 @@ class Cleaner:
         cleaned = {k.split(":", 1)[1]: n for k, n in sorted(self.counts.items()) if k.startswith("cleaned:")}
         spans = sum(n for k, n in self.counts.items() if k.startswith("spans:"))
         return {"format": kind, "removed": removed, "cleaned": cleaned, "spans_replaced": spans, **extra}
+
+
+_WORD = re.compile(r"[^\W\d_]+(?:[-'][^\W\d_]+)*")
+
+
+@cache
+def _builtin_vocabulary() -> frozenset[str]:
+    from phiscrub.ocr.phi_match import DEFAULT_ALLOW
+
+    text = resources.files("phiscrub.policy.data").joinpath("wsi/annotation_vocabulary.txt").read_text(encoding="utf-8")
+    return frozenset(_words(text)) | {w.lower() for w in DEFAULT_ALLOW}
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for line in text.splitlines() if not line.lstrip().startswith("#") for w in line.split()]
+
+
+def vocabulary(files: tuple[str, ...] = ()) -> frozenset[str]:
+    """The words annotation free text may keep: the bundled list plus the user's files."""
+    extra = [w for f in files for w in _words(Path(f).read_text(encoding="utf-8"))]
+    return _builtin_vocabulary() | frozenset(extra)
+
+
+def _vocabulary_only(text: str, vocab: frozenset[str], marker: str) -> tuple[str, int]:
+    """Every word not in ``vocab`` replaced by the marker (a run of them by one marker);
+    numbers, units and punctuation stay, as do markers already written."""
+    unknown = 0
+    own = {w.lower() for w in _WORD.findall(marker)}
+
+    def swap(m: re.Match[str]) -> str:
+        nonlocal unknown
+        word = m.group(0)
+        if len(word) == 1 or word.lower() in vocab or word.lower() in own:  # a lone letter: H&E, L, R
+            return word
+        unknown += 1
+        return "\0"
+
+    out = _WORD.sub(swap, text)
+    if not unknown:
+        return text, 0
+    out = re.sub(r"\0(?:[\s,;]*\0)*", marker, out)
+    return out, unknown
 
 
 def sniff_annotation(path: Path) -> str | None:
@@ -150,7 +200,8 @@ def scrub_annotation(
         raise UnsupportedInput(f"annotation: unknown kind {kind!r}; known: {list(KINDS)}")
     if len(data) > MAX_BYTES:
         raise UnsupportedInput("annotation: file larger than the 256 MiB limit")
-    cleaner = Cleaner(config.policy.text_marker, tuple(config.text_patterns))
+    cleaner = Cleaner(config.policy.text_marker, tuple(config.text_patterns), mode=config.wsi.annotation_text,
+                      vocabulary=vocabulary(config.wsi.annotation_vocabulary))
     if terms is not None:
         cleaner.terms.words |= terms.words
         cleaner.terms.literals |= terms.literals
