@@ -1,0 +1,84 @@
+"""Where items come from and where outputs go, behind one interface, chosen by URI scheme.
+
+Why: the same runner serves a laptop folder, a bucket (gs://, s3:// through fsspec), a
+DICOMweb store and a cluster; workers get item URIs and read and write storage themselves,
+so file bytes never pass through the scheduler. Each scheme registers a source and a sink
+factory here (after pydicom's decoder registry: one registry, one module per backend).
+
+Item identity for job state is (uri, size, version): version is the mtime for local files,
+the generation or ETag for objects, the instance UID for DICOMweb; with the policy hash it
+makes the resume key, so a changed object is redone and an unchanged one skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class Item:
+    """One thing to process. ``uri`` is only ever shown on the console (it can hold a
+    patient's name); state and audit store keyed hashes of it."""
+
+    uri: str
+    size: int
+    version: str
+    study: str = ""  # StudyInstanceUID when the source knows it (DICOMweb, or after a sniff)
+
+
+class Source(Protocol):
+    def items(self) -> Iterator[Item]:
+        """Every item under the source, in a stable (sorted) order."""
+        ...
+
+    def read(self, item: Item) -> bytes: ...
+
+    def local_path(self, item: Item) -> str | None:
+        """A local file holding the item, when there is one (slides are streamed from
+        files, never read whole); None for remote items."""
+        ...
+
+
+class Sink(Protocol):
+    def write(self, relpath: str, data: bytes) -> str:
+        """Store ``data`` under ``relpath`` so that no reader ever sees it half-written
+        (temporary name + rename locally; a single PUT for objects); returns its URI."""
+        ...
+
+    def exists(self, relpath: str) -> bool: ...
+
+
+SourceFactory = Callable[..., Source]
+SinkFactory = Callable[..., Sink]
+_SOURCES: dict[str, SourceFactory] = {}
+_SINKS: dict[str, SinkFactory] = {}
+
+
+def register_scheme(scheme: str, source: SourceFactory | None = None, sink: SinkFactory | None = None) -> None:
+    if source is not None:
+        _SOURCES[scheme] = source
+    if sink is not None:
+        _SINKS[scheme] = sink
+
+
+def scheme_of(uri: str) -> str:
+    head, sep, _ = uri.partition("://")
+    return head.lower() if sep and head.isalnum() or "+" in head else "file"
+
+
+def open_source(uri: str, **options: object) -> Source:
+    scheme = scheme_of(uri)
+    factory = _SOURCES.get(scheme)
+    if factory is None:
+        raise ValueError(f"no source for {scheme}:// (known: {sorted(_SOURCES)})")
+    return factory(uri, **options)
+
+
+def open_sink(uri: str, **options: object) -> Sink:
+    scheme = scheme_of(uri)
+    factory = _SINKS.get(scheme)
+    if factory is None:
+        raise ValueError(f"no destination for {scheme}:// (known: {sorted(_SINKS)})")
+    return factory(uri, **options)
