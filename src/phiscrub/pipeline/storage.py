@@ -64,8 +64,12 @@ def register_scheme(scheme: str, source: SourceFactory | None = None, sink: Sink
 
 
 def scheme_of(uri: str) -> str:
+    """'gs', 's3', 'dicomweb+https', ...; 'file' for a plain path (a Windows drive letter
+    is a path, not a scheme)."""
     head, sep, _ = uri.partition("://")
-    return head.lower() if sep and head.isalnum() or "+" in head else "file"
+    if sep and len(head) > 1 and head.replace("+", "").isalnum():
+        return head.lower()
+    return "file"
 
 
 def open_source(uri: str, **options: object) -> Source:
