@@ -42,3 +42,17 @@ class DroppedByPolicy(PhiscrubError):
     Not a failure: a runner records it with this reason and keeps no copy of it."""
 
     reason = "dropped-by-policy"
+
+
+class TransientError(PhiscrubError):
+    """Storage or network trouble that may pass (HTTP 5xx/429, a dropped connection, a
+    timeout): a runner retries it with backoff instead of quarantining the item."""
+
+    reason = "transient"
+
+
+class StorageError(PhiscrubError):
+    """Storage refused the request for good (HTTP 4xx: not found, forbidden, rejected
+    instance): retrying cannot help."""
+
+    reason = "storage"
