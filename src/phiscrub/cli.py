@@ -57,9 +57,10 @@ def deidentify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Ignore the saved job state; redo every item.")] = False,
     in_place: Annotated[bool, typer.Option("--in-place", help="Slides: rewrite the source itself (journalled, crash-safe) and move it to DST under its keyed name; DST must be on the same filesystem.")] = False,  # noqa: E501
+    broker_key: Annotated[Optional[Path], typer.Option("--broker-key", help="Honest broker (off by default): encrypt a map of original IDs to pseudonyms under DST/.phiscrub with this key (else $PHISCRUB_BROKER_KEY); never the pseudonym key.")] = None,  # noqa: E501
 ) -> None:
     """De-identify SRC into DST: DST/<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm."""
-    from phiscrub.pipeline.audit import AuditLog
+    from phiscrub.pipeline.audit import AuditLog, item_record
     from phiscrub.pipeline.discover import discover
     from phiscrub.pipeline.runner import Job, default_workers, run
     from phiscrub.pipeline.sinks import state_dir
@@ -107,7 +108,8 @@ def deidentify(
         paths.append(p)
     if skipped:
         err.print(f"resuming: {skipped} item(s) already done in an earlier run are skipped")
-    audit = AuditLog(sdir / "audit.jsonl")
+    broker = _broker(broker_key, keys, sdir)
+    audit = AuditLog(sdir / "audit.jsonl", keys)
     audit.append("run-start", version=__version__, policy=policy_hash,
                  profile=cfg.policy.profile, options=sorted(o.value for o in cfg.policy.options),
                  items=len(paths), skipped=skipped, source=keys.hash_hex("src:" + str(src.resolve())))
@@ -128,13 +130,17 @@ def deidentify(
                                        markup=True, highlight=False)
             if item_keys.get(r.source):
                 state.record(item_keys[r.source], r.status, r.relpath, r.category)
-            audit.append("item", item=r.source_hash, size=r.size, status=r.status,
-                         category=r.category, reason=r.reason, output=r.relpath,
-                         manifest=r.manifest)
+            audit.append("item", **item_record(r, policy_hash=policy_hash, version=__version__,
+                                               at_s=time.perf_counter() - started))
+            if broker is not None:  # original IDs travel only into the encrypted map
+                broker.add_result(r, dst)
             progress.update(task, advance=1, bad=counts["failed"] + counts["quarantined"])
 
         run(paths, job, n_workers, on_result)
     state.close()  # flushes the outputs to disk before it commits the rows that call them done
+    if broker is not None:
+        broker.close()
+        audit.append("broker-map", pairs_added=broker.added)
     elapsed = time.perf_counter() - started
     audit.append("run-end", done=counts["done"], dropped=counts["dropped"], failed=counts["failed"], skipped=skipped,
                  quarantined=counts["quarantined"], seconds=round(elapsed, 3))
@@ -148,6 +154,16 @@ def deidentify(
               f" in {elapsed:.1f}s ({rate:.0f} files/s); audit: {sdir / 'audit.jsonl'}")
     if counts["failed"] or counts["quarantined"]:
         raise typer.Exit(1)
+
+
+def _broker(broker_key: Path | None, keys, sdir: Path):
+    from phiscrub.pipeline.broker import BrokerMap, load_broker_key
+
+    try:
+        key = load_broker_key(broker_key, keys.secret)
+    except KeyMissing as e:
+        raise _usage(str(e)) from None
+    return None if key is None else BrokerMap(sdir, key)
 
 
 @app.command()
@@ -212,6 +228,9 @@ def demo(
     if leaks:
         raise typer.Exit(1)
     _ = os
+
+
+from phiscrub import cli_jobs  # noqa: E402,F401  (verify, audit, report, broker commands)
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from pydicom.charset import encode_string
 from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -37,6 +38,7 @@ DEFLATED = "1.2.840.10008.1.2.1.99"
 @dataclass
 class Probe:
     values: frozenset[bytes]
+    texts: frozenset[str] = frozenset()  # the same values as text, for decoded text fields
 
 
 def collect_probe(src: Dataset, policy: Policy, iod: str | None) -> Probe:
@@ -51,15 +53,33 @@ def collect_probe(src: Dataset, policy: Policy, iod: str | None) -> Probe:
     # another attribute (an issuer equal to a retained institution name); other removed
     # values also where a kept attribute contains them
     kept_blob = "\x00".join(kept)
+    texts = set()
+    charsets = _charsets(src)
     for low in (strict - kept) | {v for v in soft - kept if v not in kept_blob}:
         if len(low) < MIN_PROBE or low in _NOT_PROBES or low in UID_dictionary:
             continue
+        texts.add(low)
         for enc in ("utf-8", "latin-1"):
             try:
                 values.add(low.encode(enc))
             except UnicodeEncodeError:
                 pass
-    return Probe(frozenset(values))
+        if charsets:  # the source's own character set (ISO 2022, GB18030, ...)
+            try:
+                values.add(encode_string(low, charsets).lower())
+            except (LookupError, UnicodeError, ValueError):
+                pass
+    return Probe(frozenset(values), frozenset(texts))
+
+
+def _charsets(ds: Dataset) -> list[str] | None:
+    """The source's declared character sets, when a byte scan in UTF-8 and Latin-1 alone
+    could miss a value written in them."""
+    raw = ds.get("SpecificCharacterSet")
+    names = [str(v).strip() for v in (raw if isinstance(raw, (list, MultiValue)) else [raw]) if v]
+    if not names or all(n in ("", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192") for n in names):
+        return None
+    return names
 
 
 def _strings(value: object) -> list[str]:
@@ -207,3 +227,50 @@ def _identity_removed(hdr_lower: bytes) -> bool:
                 return True
             pos = hdr_lower.find(tag, pos + 1)
     return False
+
+
+_TEXT_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "UC", "AE", "DA", "DT", "UR", "CS", "TM", "IS", "DS", "AS"}
+
+
+def text_field_leaks(ds: Dataset, probe: Probe) -> list[str]:
+    """Keywords (or tags) of the output's decoded text fields, sequences included, that
+    still hold a source value: catches what a byte scan cannot (a character set other
+    than UTF-8 and Latin-1, a value split by escape sequences). Never the value."""
+    if not probe.texts:
+        return []
+    found = []
+    for elem in ds.iterall():
+        if elem.VR not in _TEXT_VRS or elem.value in (None, b"", ""):
+            continue
+        try:
+            vals = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
+            hay = "\x00".join(str(v) for v in vals).lower()
+        except Exception:  # noqa: BLE001 - an undecodable value is the byte scan's to judge
+            continue
+        for t in probe.texts:
+            if t in hay and _found(t.encode("utf-8", "ignore"), hay.encode("utf-8", "ignore")):
+                found.append(elem.keyword or f"{int(elem.tag):08X}")
+                break
+    return sorted(set(found))
+
+
+def ocr_leaks(output: Dataset, source: Dataset, config, frames: int = 3) -> int:
+    """Sensitive text that OCR still reads in the output's pixels: the source's own
+    values (names, IDs, dates in their written forms) and the generic patterns, judged by
+    the same matcher the pixel stage uses, on a sample of the output's frames. A count,
+    never the text."""
+    from phiscrub.dicom import pixels
+    from phiscrub.dicom.burned_in import _sample, _window
+    from phiscrub.ocr.engine import get_engine
+    from phiscrub.ocr.phi_match import classify, terms_from_header
+    from phiscrub.ocr.prepare import detect_text
+
+    cfg = config.pixels
+    engine = get_engine(cfg.engine)
+    stack, layout = pixels.decode(output)
+    stack = _sample(stack, frames)
+    found = detect_text(stack, layout.photometric, _window(output), engine, ds=output, read=True, variants="auto",
+                        project=False)
+    allow = list(cfg.allow) if cfg.allow else None
+    hits = classify(found, terms_from_header(source), "sensitive", cfg.threshold, allow, list(cfg.patterns))
+    return len(hits)

@@ -23,7 +23,9 @@ from phiscrub.policy.profile import PROFILES, Policy
 from phiscrub.policy.wsi_config import WsiConfig, parse_wsi
 
 DEFAULT_OPTIONS = (Option.RETAIN_LONGITUDINAL_MODIFIED_DATES,)
-TOP_KEYS = {"profile", "options", "tags", "date_shift", "pseudonymize_patient", "text", "workers", "pixels", "wsi"}
+TOP_KEYS = {"profile", "options", "tags", "date_shift", "pseudonymize_patient", "text", "workers", "pixels", "wsi", "audit"}
+# six years: HIPAA's retention period for compliance documentation (45 CFR 164.316(b)(2))
+DEFAULT_AUDIT_RETENTION_DAYS = 2190
 
 
 @dataclass
@@ -33,6 +35,9 @@ class Config:
     workers: int = 0  # 0: one per core
     pixels: PixelsConfig = field(default_factory=PixelsConfig)
     wsi: WsiConfig = field(default_factory=WsiConfig)
+    # audit.retention_days: how long exported audit records are kept where they are sent
+    # (the Cloud Logging bucket's or BigQuery table's retention); local records are never pruned
+    audit_retention_days: int = DEFAULT_AUDIT_RETENTION_DAYS
     source: str = "defaults"
     notes: list[str] = field(default_factory=list)
 
@@ -132,4 +137,16 @@ def from_mapping(doc: dict[str, Any]) -> Config:
     pixels = parse_pixels(doc.get("pixels"))
     wsi = parse_wsi(doc.get("wsi"))
     policy.extra_digest = {**(pixels.describe() if Option.CLEAN_PIXEL_DATA in policy.options else {}), "wsi": wsi.describe()}
-    return Config(policy=policy, text_patterns=patterns, workers=workers, source="yaml", pixels=pixels, wsi=wsi)
+    return Config(policy=policy, text_patterns=patterns, workers=workers, source="yaml", pixels=pixels, wsi=wsi,
+                  audit_retention_days=_audit_retention(doc.get("audit")))
+
+
+def _audit_retention(doc: Any) -> int:
+    if doc is None:
+        return DEFAULT_AUDIT_RETENTION_DAYS
+    if not isinstance(doc, dict) or set(doc) - {"retention_days"}:
+        raise ConfigError("audit: use a mapping with retention_days")
+    days = doc.get("retention_days", DEFAULT_AUDIT_RETENTION_DAYS)
+    if not isinstance(days, int) or isinstance(days, bool) or days < 1:
+        raise ConfigError("audit.retention_days: must be a positive integer (days)")
+    return days
