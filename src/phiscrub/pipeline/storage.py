@@ -54,6 +54,12 @@ SourceFactory = Callable[..., Source]
 SinkFactory = Callable[..., Sink]
 _SOURCES: dict[str, SourceFactory] = {}
 _SINKS: dict[str, SinkFactory] = {}
+# backends that register themselves when imported, loaded on first use of their scheme (in
+# the CLI and in every worker process alike, which get URIs, not source objects)
+_MODULES: dict[str, str] = {
+    "dicomweb+http": "phiscrub.pipeline.dicomweb",
+    "dicomweb+https": "phiscrub.pipeline.dicomweb",
+}
 
 
 def register_scheme(scheme: str, source: SourceFactory | None = None, sink: SinkFactory | None = None) -> None:
@@ -72,8 +78,16 @@ def scheme_of(uri: str) -> str:
     return "file"
 
 
+def _load(scheme: str) -> None:
+    if scheme in _MODULES and scheme not in _SOURCES and scheme not in _SINKS:
+        import importlib
+
+        importlib.import_module(_MODULES[scheme])
+
+
 def open_source(uri: str, **options: object) -> Source:
     scheme = scheme_of(uri)
+    _load(scheme)
     factory = _SOURCES.get(scheme)
     if factory is None:
         raise ValueError(f"no source for {scheme}:// (known: {sorted(_SOURCES)})")
@@ -82,6 +96,7 @@ def open_source(uri: str, **options: object) -> Source:
 
 def open_sink(uri: str, **options: object) -> Sink:
     scheme = scheme_of(uri)
+    _load(scheme)
     factory = _SINKS.get(scheme)
     if factory is None:
         raise ValueError(f"no destination for {scheme}:// (known: {sorted(_SINKS)})")
