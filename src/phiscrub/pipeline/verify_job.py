@@ -128,7 +128,7 @@ def verify_job(src: Path, dst: Path, config: Config, keys: KeyRing, *, ocr: bool
     for rel, ref in references:
         if ref not in sop_uids:
             p.append(f"{rel}: a Referenced SOP Instance UID resolves to no output of this job")
-    _check_tree(dst, expected, name_parts, strict_texts, p)
+    _check_tree(dst, expected, name_parts, strict_texts, p, keys)
     return res
 
 
@@ -277,7 +277,7 @@ def _check_studies(studies, patients, keys: KeyRing, p: list[str]) -> None:
             p.append(f"source patient {keys.hash_hex('patient:' + pid)}: {len(pseud)} different pseudonyms")
 
 
-def _check_tree(dst: Path, expected: set[str], name_parts: set[str], strict: set[str], p: list[str]) -> None:
+def _check_tree(dst: Path, expected: set[str], name_parts: set[str], strict: set[str], p: list[str], keys: KeyRing) -> None:
     """Every file under DST: written by the job (or a slide's companion), named from no
     source value, and for the state folder, holding no source value at all."""
     companions = {Path(e).with_suffix("") for e in expected if e.endswith(".mrxs")}
@@ -286,12 +286,15 @@ def _check_tree(dst: Path, expected: set[str], name_parts: set[str], strict: set
         dirs.sort()
         rel_root = Path(root).relative_to(dst)
         in_state = rel_root.parts[:1] == (STATE,)
+        shown: dict[str, str] = {}
         for name in sorted(files) + sorted(dirs):
             rel = rel_root / name
             low = str(rel).lower().encode()
+            shown[name] = str(rel)
             if any(n in low and _found(n, low) for n in needles):
-                p.append("a path under the destination holds a source value or file name (state folder)" if in_state
-                         else f"{rel}: the path holds a source value or file name")
+                # the path itself is PHI: it is named by a keyed hash, never printed
+                shown[name] = f"path {keys.hash_hex('path:' + str(rel))}"
+                p.append(f"{shown[name]}: the path holds a source value or file name")
         if in_state:
             for name in sorted(files):
                 if name in _NOT_SCANNED:
@@ -300,11 +303,11 @@ def _check_tree(dst: Path, expected: set[str], name_parts: set[str], strict: set
                 if name.endswith(".html"):  # embedded images are Base64: random letters, not text
                     blob = re.sub(rb"data:[a-z/+]+;base64,[a-z0-9+/=]+", b"", blob)
                 if any(n in blob and _found(n, blob) for n in needles):
-                    p.append(f"{rel_root / name}: holds a source value or file name")
+                    p.append(f"{shown[name]}: holds a source value or file name")
             continue
         for name in sorted(files):
             rel = rel_root / name
             if name.startswith(".partial-"):
-                p.append(f"{rel}: a partial write was left behind")
+                p.append(f"{shown[name]}: a partial write was left behind")
             elif str(rel) not in expected and not any(c in rel.parents for c in companions):
-                p.append(f"{rel}: not an output this job recorded")
+                p.append(f"{shown[name]}: not an output this job recorded")
