@@ -380,3 +380,51 @@ MAKERS = {"aperio": make_aperio, "gt450": lambda p: make_aperio(p, gt450=True), 
           "generic_tiff": make_generic}
 SUFFIX = {"aperio": ".svs", "gt450": ".svs", "hamamatsu": ".ndpi", "leica": ".scn", "ventana": ".bif",
           "philips": ".tiff", "ome": ".ome.tiff", "generic_tiff": ".tif"}
+
+
+# ---- burned-in text on the low levels (tile scan) ----------------------------------------------
+SCAN_WORDS = ("JOHNSON", "MRN 4471")
+
+
+def split_jpeg(data: bytes) -> tuple[bytes, bytes]:
+    """(tables, abbreviated stream) of a baseline JPEG: its DQT and DHT segments moved into a
+    tables-only stream, as scanners write tiles against a level's JPEGTables."""
+    assert data[:2] == b"\xff\xd8"
+    tables, rest, pos = bytearray(b"\xff\xd8"), bytearray(b"\xff\xd8"), 2
+    while pos < len(data):
+        marker = data[pos + 1]
+        if marker == 0xDA:  # start of scan: the rest is entropy-coded data
+            rest += data[pos:]
+            break
+        n = struct.unpack(">H", data[pos + 2:pos + 4])[0]
+        (tables if marker in (0xDB, 0xC4) else rest).extend(data[pos:pos + 2 + n])
+        pos += 2 + n
+    return bytes(tables + b"\xff\xd9"), bytes(rest)
+
+
+def make_text_slide(path: Path) -> Planted:
+    """An Aperio slide of three levels: level 0 JPEG, level 1 JPEG against JPEGTables,
+    level 2 LZW; burned-in words drawn into levels 1 and 2 straddling a tile edge."""
+    lvl0 = tissue(1536, 2048, 61)
+    l1 = cv2.resize(lvl0, (1024, 768), interpolation=cv2.INTER_AREA)
+    l2 = cv2.resize(lvl0, (512, 384), interpolation=cv2.INTER_AREA)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    l1[430:560, 300:760] = 245  # a pale sticker under the text, across the tile edge at x=512
+    cv2.putText(l1, SCAN_WORDS[0], (320, 480), font, 1.9, (10, 10, 10), 5, cv2.LINE_AA)
+    cv2.putText(l1, SCAN_WORDS[1], (340, 545), font, 1.9, (10, 10, 10), 5, cv2.LINE_AA)
+    l2[215:300, 130:400] = 245  # across the tile edges at x=256 and y=256
+    cv2.putText(l2, SCAN_WORDS[0], (140, 248), font, 1.1, (10, 10, 10), 3, cv2.LINE_AA)
+    cv2.putText(l2, SCAN_WORDS[1], (150, 290), font, 1.1, (10, 10, 10), 3, cv2.LINE_AA)
+    head = "Aperio Image Library v12.0.15"
+    split = [split_jpeg(t) for t in tiles_of(l1)]
+    assert len({s[0] for s in split}) == 1  # one quality, standard Huffman tables: shared
+    with tifffile.TiffWriter(path) as tw:
+        write_level(tw, lvl0, description=f"{head}\r\n2048x1536 [0,0 2048x1536] (256x256) JPEG/RGB Q=80|AppMag = 20|MPP = 0.5")
+        tw.write(cv2.resize(lvl0, (256, 192)), photometric="rgb", compression="jpeg", metadata=None,
+                 description=f"{head}\r\n2048x1536 -> 256x192 - |AppMag = 20")
+        tw.write(iter([s[1] for s in split]), shape=(768, 1024, 3), dtype="uint8", tile=(TILE, TILE), compression="jpeg",
+                 photometric="rgb", metadata=None, description=f"{head}\r\n2048x1536 -> 1024x768 - |AppMag = 20",
+                 extratags=[(347, 7, len(split[0][0]), split[0][0], True)])
+        tw.write(l2, tile=(TILE, TILE), compression="lzw", predictor=True, photometric="rgb", metadata=None,
+                 description=f"{head}\r\n2048x1536 -> 512x384 - |AppMag = 20")
+    return Planted(path, "aperio", [], b"", b"", ("thumbnail",))

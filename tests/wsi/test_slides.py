@@ -41,7 +41,7 @@ def tiles(path: Path, fmt: str) -> list[bytes]:
     mod = registry.detect(path)
     vendor = __import__(mod.scrub.__module__, fromlist=["VENDOR"]).VENDOR
     with TiffSlide(path) as t:
-        return [t.read(o, n) for ifd in vendor.levels(t) for o, n in t.data_ranges(ifd)]
+        return [t.read(o, n) for ifd in vendor.levels(t) for o, n in t.tile_table(ifd).pairs()]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -152,3 +152,35 @@ def test_not_a_slide_is_unsupported(tmp_path):
     f.write_bytes(b"II*\0" + b"\xff" * 64)
     with pytest.raises(PhiscrubError):
         deidentify_slide(f, tmp_path / "out", job())
+
+
+@pytest.mark.parametrize("macro", ["blank", "replace", "redact"])
+def test_gt450_label_removed_macro_kept_stays_macro(sources, macro, tmp_path):
+    """A GT450's label and macro have no description; some OpenSlide builds name them by
+    directory position. Removing the label while the macro stays must not make the macro
+    the 5th directory (read as 'label' by such a reader): the label is blanked in place."""
+    import tifffile
+
+    p = sources["gt450"]
+    m = deidentify_slide(p.path, tmp_path, job("remove", macro))
+    out = tmp_path / m.outputs[0]
+    assert scan_tree(tmp_path, p.values) == {}
+    assert p.label_sample not in out.read_bytes()
+    assert m.associated["label"] == "blank" and m.associated["macro"] == macro and m.notes
+    with openslide.OpenSlide(str(out)) as s:  # this OpenSlide names them by NewSubfileType
+        px = np.asarray(s.associated_images["macro"].convert("RGB"))
+        assert px.shape[:2] == (200, 600) and bool((px > 50).any()) == (macro != "blank")
+        assert not np.asarray(s.associated_images["label"].convert("RGB")).any()
+    with tifffile.TiffFile(out) as tf:  # a positional reader: 5th directory label, 6th macro
+        assert len(tf.pages) == 7
+        assert tf.pages[5].subfiletype == 1 and not tf.pages[5].asarray().any()
+        assert tf.pages[6].subfiletype == 9 and tf.pages[6].shape[:2] == (200, 600)
+
+
+def test_gt450_label_and_macro_removed_are_unlinked(sources, tmp_path):
+    m = deidentify_slide(sources["gt450"].path, tmp_path, job("remove", "remove"))
+    assert m.associated["label"] == "remove" and not m.notes
+    import tifffile
+
+    with tifffile.TiffFile(tmp_path / m.outputs[0]) as tf:
+        assert len(tf.pages) == 5

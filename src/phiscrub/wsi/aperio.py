@@ -4,7 +4,8 @@ The description reads ``Aperio Image Library vX\\r\\n<geometry>[;<older header>]
 The older header after ';' records an earlier conversion (it can name the source file),
 so it goes; each pair is treated per ``aperio.yaml``. Labels and macros are stripped
 directories named on the description's second line; a GT450 writes none, so there they are
-known by NewSubfileType (1: label, 9: macro).
+known by NewSubfileType (1: label, 9: macro), and a removed label that a kept macro follows
+is blanked in place rather than unlinked (:meth:`Aperio.settle`).
 """
 
 from __future__ import annotations
@@ -66,6 +67,22 @@ class Aperio:
                 nst = t.uint(ifd, T_NEWSUBFILE)
                 out[ifd.index] = {1: "label", 9: "macro"}.get(nst, "label")  # unknown: as a label
         return out
+
+    def settle(self, t: TiffSlide, assoc: dict[int, str], actions: dict[int, str], notes: list[str]) -> None:
+        """A GT450's label and macro carry no description, and some OpenSlide builds name
+        them by directory position (label 5th, macro 6th after the pyramid) rather than by
+        NewSubfileType: unlinking the label would move the macro into the label's place and
+        such a reader would show the macro as 'label'. So a description-less associated image
+        that the policy removes, with a kept one after it, is blanked in place instead (same
+        size, black, every stored byte replaced): no byte of it survives, and every reader
+        still names what follows correctly."""
+        nameless = {i for i in assoc if not (t.ascii(t.ifds[i], T_DESCRIPTION) or "").strip()}
+        for idx in sorted(nameless):
+            if actions[idx] != "remove":
+                continue
+            if any(j > idx and actions[j] != "remove" for j in assoc):
+                actions[idx] = "blank"
+                notes.append(f"{assoc[idx]}: blanked in place, not unlinked, so the directories after it keep their positions")
 
     def metadata(self, ctx: Ctx) -> None:
         for ifd in ctx.t.ifds:

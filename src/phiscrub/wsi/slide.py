@@ -2,7 +2,9 @@
 
 Outputs are named only from a keyed token of the slide's content (never from the source
 file name, which often holds a patient's name); a slide that fails verification is never
-published and raises :class:`VerificationFailed` so the caller quarantines it.
+published and raises :class:`VerificationFailed` so the caller quarantines it. The opt-in
+tile scan is part of the TIFF-family plan (:mod:`phiscrub.wsi.tile_scan`), so its re-encoded
+tiles are written, journalled and verified with the rest.
 """
 
 from __future__ import annotations
@@ -66,10 +68,6 @@ def deidentify_slide(src: Path, dst_dir: Path, job: SlideJob) -> SlideManifest:
             problems = fmt.verify(src, tmp, job)
             if problems:
                 raise VerificationFailed("; ".join(problems))
-            if job.config.wsi.tile_scan:
-                from phiscrub.wsi.tile_scan import scan
-
-                manifest.tile_redactions = scan(tmp, job.config.wsi.tile_scan_levels)
             os.replace(tmp, target)
         except PhiscrubError:
             tmp.unlink(missing_ok=True)
@@ -79,9 +77,7 @@ def deidentify_slide(src: Path, dst_dir: Path, job: SlideJob) -> SlideManifest:
             raise UnsupportedInput(f"cannot write the slide ({e.strerror})") from None
         finally:
             tmp.unlink(missing_ok=True)
-    if job.in_place and job.config.wsi.tile_scan:
-        from phiscrub.wsi.tile_scan import scan
-
-        manifest.tile_redactions = scan(target, job.config.wsi.tile_scan_levels)
+    if job.config.wsi.tile_scan and _vendor(fmt) is None:
+        manifest.notes.append("tile scan: not available for this format; levels kept as they are")
     manifest.outputs = [name]
     return manifest

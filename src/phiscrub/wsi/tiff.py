@@ -66,13 +66,39 @@ class Ifd:
     sub: bool = False  # a SubIFD (OME-TIFF pyramid level), outside the main chain
 
 
+@dataclass(frozen=True)
+class TileTable:
+    """Where one directory's tiles (or strips) lie: two uint64 arrays of equal length."""
+
+    offsets: np.ndarray
+    counts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def pairs(self) -> list[tuple[int, int]]:
+        """(offset, count) tuples: only for small tables (associated images)."""
+        return list(zip(self.offsets.tolist(), self.counts.tolist(), strict=True))
+
+    def same(self, other: TileTable) -> bool:
+        return np.array_equal(self.offsets, other.offsets) and np.array_equal(self.counts, other.counts)
+
+    def digest(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for a in (self.offsets, self.counts):
+            h.update(np.ascontiguousarray(a, "<u8").data)
+        return h.hexdigest()
+
+
 class TiffSlide:
     """A parsed TIFF-family file: header, IFD chain and tag values, read with pread so that
     nothing but what is asked for is read."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self._ranges: dict[int, list[tuple[int, int]]] = {}
+        self._tables: dict[int, TileTable] = {}
         try:
             self.fd = os.open(self.path, os.O_RDONLY)
         except OSError as e:
@@ -230,15 +256,19 @@ class TiffSlide:
         e = ifd.entries.get(tag)
         return None if e is None else self.raw(e)
 
-    def uints(self, ifd: Ifd, tag: int) -> list[int]:
+    def uint_array(self, ifd: Ifd, tag: int) -> np.ndarray:
+        """An unsigned integer tag as a uint64 array, without a Python int per value."""
         e = ifd.entries.get(tag)
         if e is None or e.type not in (1, 3, 4, 13, 16, 18):
-            return []
+            return np.zeros(0, np.uint64)
         dt = np.dtype(TYPE_FMT[e.type]).newbyteorder(self.bo)
-        vals = np.frombuffer(self.raw(e), dt, e.count).tolist()
+        vals = np.frombuffer(self.raw(e), dt, e.count).astype(np.uint64)  # a copy: writable, native order
         if self.layout is Layout.NDPI and e.count == 1 and e.type in (4, 13):
-            vals[0] |= struct.unpack("<I", e.field[4:8])[0] << 32  # NDPI: value high bits
+            vals[0] |= np.uint64(struct.unpack("<I", e.field[4:8])[0] << 32)  # NDPI: value high bits
         return vals
+
+    def uints(self, ifd: Ifd, tag: int) -> list[int]:
+        return self.uint_array(ifd, tag).tolist()
 
     def numbers(self, ifd: Ifd, tag: int) -> list[float]:
         """Any numeric tag as numbers (rationals divided out)."""
@@ -262,31 +292,36 @@ class TiffSlide:
     def dims(self, ifd: Ifd) -> tuple[int, int]:
         return self.uint(ifd, T_WIDTH), self.uint(ifd, T_LENGTH)
 
-    def data_ranges(self, ifd: Ifd) -> list[tuple[int, int]]:
-        """(offset, length) of every tile or strip of one directory, checked against the file."""
-        if ifd.index in self._ranges and ifd.index >= 0:
-            return self._ranges[ifd.index]
+    def tile_table(self, ifd: Ifd) -> TileTable:
+        """Offsets and byte counts of every tile or strip of one directory, checked against
+        the file; read once per directory and kept as numpy arrays (a slide can hold
+        millions of tiles: Python tuples of them cost ~100 bytes each, arrays 16)."""
+        cached = self._tables.get(ifd.index) if ifd.index >= 0 else None
+        if cached is not None:
+            return cached
         if self.is_tiled(ifd):
-            offs, cnts = self.uints(ifd, T_TILE_OFFSETS), self.uints(ifd, T_TILE_COUNTS)
+            offs, cnts = self.uint_array(ifd, T_TILE_OFFSETS), self.uint_array(ifd, T_TILE_COUNTS)
         else:
-            offs, cnts = self.uints(ifd, T_STRIP_OFFSETS), self.uints(ifd, T_STRIP_COUNTS)
+            offs, cnts = self.uint_array(ifd, T_STRIP_OFFSETS), self.uint_array(ifd, T_STRIP_COUNTS)
         if len(offs) != len(cnts):
             raise CorruptFile("TIFF tile offsets and byte counts disagree")
-        if offs:
-            o, c = np.asarray(offs, np.uint64), np.asarray(cnts, np.uint64)
-            if int(((o + c) * (c > 0)).max()) > self.size:
-                raise CorruptFile("slide truncated: image data lies past the end of the file")
-        out = list(zip(offs, cnts, strict=True))
-        self._ranges[ifd.index] = out
-        return out
+        if len(offs) and int(np.where(cnts > 0, offs + cnts, 0).max()) > self.size:
+            raise CorruptFile("slide truncated: image data lies past the end of the file")
+        table = TileTable(offs, cnts)
+        if ifd.index >= 0:
+            self._tables[ifd.index] = table
+        return table
 
-    def metadata_ranges(self) -> list[tuple[int, int]]:
-        """Every byte range that holds directories or tag values (not image data)."""
+    def metadata_ranges(self, *, tables: bool = True) -> list[tuple[int, int]]:
+        """Every byte range that holds directories or tag values (not image data).
+        ``tables`` False leaves out the tile/strip offset and count arrays: numbers that
+        cannot hold text, and megabytes on a large slide."""
+        skip = set() if tables else {T_STRIP_OFFSETS, T_STRIP_COUNTS, T_TILE_OFFSETS, T_TILE_COUNTS}
         out = [(0, 16)]
         for ifd in self.ifds:
             out.append((ifd.offset, ifd.size))
             for e in ifd.entries.values():
-                if e.external is not None:
+                if e.external is not None and e.tag not in skip:
                     out.append((e.external, e.nbytes))
         return out
 
@@ -357,7 +392,7 @@ class Rewriter:
     def unlink(self, ifd: Ifd) -> None:
         """Directory gone from the chain, its image data, values and structure zeroed."""
         self.unlinked.add(ifd.index)
-        for o, c in self.t.data_ranges(ifd):
+        for o, c in self.t.tile_table(ifd).pairs():
             self.zero(o, c)
         for e in ifd.entries.values():
             if e.external is not None:
@@ -368,7 +403,7 @@ class Rewriter:
                       extra: dict[int, NewValue] | None = None) -> None:
         """Old strips or tiles zeroed; the new 8-bit RGB image (one strip, or a list of tiles on
         the old grid) in the tail."""
-        for o, c in self.t.data_ranges(ifd):
+        for o, c in self.t.tile_table(ifd).pairs():
             self.zero(o, c)
         for tag in (T_JPEG_TABLES, 317, 530, 531, 532, T_TILE_OFFSETS, T_TILE_COUNTS, T_TILE_W, T_TILE_L):
             self.delete(ifd, tag)

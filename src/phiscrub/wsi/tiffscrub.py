@@ -9,8 +9,8 @@ generic TIFF pass and the label policy, and refuses any patch that would touch a
 
 from __future__ import annotations
 
-import bisect
 import hashlib
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -21,7 +21,7 @@ from phiscrub.errors import CorruptFile, VerificationFailed
 from phiscrub.wsi import labels
 from phiscrub.wsi.fields import FieldList, clean_serials, shift_date_text
 from phiscrub.wsi.registry import SlideJob, SlideManifest
-from phiscrub.wsi.tiff import Ifd, Rewriter, TiffSlide
+from phiscrub.wsi.tiff import Ifd, Rewriter, TiffSlide, TileTable
 
 # TIFF tags read or changed by the generic pass (numbers -> names in generic_tiff.yaml)
 GENERIC_TAGS = {
@@ -45,6 +45,9 @@ class TiffVendor(Protocol):
     def associated(self, t: TiffSlide) -> dict[int, str]: ...  # ifd index -> label/macro/thumbnail/...
 
     def metadata(self, ctx: Ctx) -> None: ...
+
+    # optional: def settle(self, t, assoc, actions, notes) -> None, to amend the per-directory
+    # actions where the format's readers would misname what is left (see aperio.Aperio.settle)
 
 
 @dataclass
@@ -88,31 +91,79 @@ class Ctx:
             self.phi.add(v)
 
 
+_CID_MEMO: dict[tuple[int, int, int, int], str] = {}
+
+
 def content_id(t: TiffSlide, levels: list[Ifd]) -> str:
     """A slide identity from its image content only (tile layout and the smallest level's
     bytes), so the keyed name depends on neither the file name nor the barcode, and reading
-    it costs the same whatever the slide's size."""
+    it costs the same whatever the slide's size. Remembered per file state (device, inode,
+    size, mtime): naming the output and planning the scrub both ask for it."""
+    st = os.fstat(t.fd)
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if key in _CID_MEMO:
+        return _CID_MEMO[key]
     h = hashlib.sha256()
     for ifd in levels:
-        h.update(repr((t.dims(ifd), t.data_ranges(ifd)[:4096])).encode())
+        tab = t.tile_table(ifd)
+        head = list(zip(tab.offsets[:4096].tolist(), tab.counts[:4096].tolist(), strict=True))
+        h.update(repr((t.dims(ifd), head)).encode())
     if levels:
         budget = 4 << 20
-        for off, n in t.data_ranges(levels[-1]):
+        tab = t.tile_table(levels[-1])
+        for off, n in zip(tab.offsets.tolist(), tab.counts.tolist(), strict=True):
             if budget <= 0:
                 break
             take = min(n, budget)
             h.update(t.read(off, take))
             budget -= take
-    return h.hexdigest()
+    if len(_CID_MEMO) > 64:
+        _CID_MEMO.clear()
+    _CID_MEMO[key] = h.hexdigest()
+    return _CID_MEMO[key]
 
 
-def _forbid_tile_overlap(patches: list[tuple[int, bytes]], ranges: list[tuple[int, int]]) -> None:
-    ranges = sorted(r for r in ranges if r[1])
-    starts = [r[0] for r in ranges]
-    for off, data in patches:
-        i = bisect.bisect_right(starts, off + len(data) - 1)
-        if i and ranges[i - 1][0] + ranges[i - 1][1] > off:
-            raise VerificationFailed("a metadata patch would overlap pyramid tile data")
+def _forbid_tile_overlap(patches: list[tuple[int, bytes]], tables: list[TileTable],
+                         allowed: list[tuple[int, int]] | None = None) -> None:
+    """No patch may touch tile bytes, except the old bytes of tiles the scan replaced
+    (``allowed``: exactly those ranges). Vectorised: a slide can hold millions of tiles."""
+    if not tables or not patches:
+        return
+    offs = np.concatenate([tb.offsets for tb in tables])
+    ends = offs + np.concatenate([tb.counts for tb in tables])
+    keep = ends > offs
+    if allowed:
+        free = np.array(sorted(allowed), np.uint64).reshape(-1, 2)
+        keep &= ~_is_pair_in(offs, ends - offs, free)
+    offs, ends = offs[keep], ends[keep]
+    if len(offs) > 1 and not bool((offs[1:] >= offs[:-1]).all()):  # usually stored in order: no sort
+        order = np.argsort(offs, kind="stable")
+        offs, ends = offs[order], ends[order]
+    starts, reach = offs, np.maximum.accumulate(ends) if len(ends) else ends
+    p_off = np.array([o for o, _ in patches], np.uint64)
+    p_end = p_off + np.array([len(d) for _, d in patches], np.uint64)
+    i = np.searchsorted(starts, p_end, side="left")  # tiles starting before each patch ends
+    hit = (i > 0) & (p_end > p_off)
+    if hit.any() and bool((reach[np.maximum(i[hit], 1) - 1] > p_off[hit]).any()):
+        raise VerificationFailed("a metadata patch would overlap pyramid tile data")
+
+
+def _is_pair_in(offs: np.ndarray, cnts: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """For each (offs[i], cnts[i]): whether it is one of ``pairs`` (sorted (offset, count) rows)."""
+    j = np.searchsorted(pairs[:, 0], offs, side="left")
+    j = np.minimum(j, len(pairs) - 1)
+    return (pairs[j, 0] == offs) & (pairs[j, 1] == cnts)
+
+
+@dataclass
+class LevelRecord:
+    """What the output's level must look like: its tile table (as a digest, so memory does
+    not grow with the tile count) and the tiles the scan replaced, with their new bytes'
+    digests; every other tile is the source's, byte for byte."""
+
+    tiles: int
+    digest: str
+    changed: dict[int, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -120,7 +171,7 @@ class Plan:
     patches: list[tuple[int, bytes]]
     manifest: SlideManifest
     phi: set[str]
-    level_ranges: list[list[tuple[int, int]]]
+    levels: list[LevelRecord]
 
 
 def plan(src: Path, job: SlideJob, vendor: TiffVendor) -> Plan:
@@ -139,20 +190,35 @@ def plan(src: Path, job: SlideJob, vendor: TiffVendor) -> Plan:
         scrub_common(ctx, vendor.owned_tags)
         assoc = vendor.associated(t)
         macro_pixels = _macro_pixels(src, vendor) if job.config.wsi.macro == "redact" and "macro" in assoc.values() else None
+        actions = {idx: {"label": job.config.wsi.label, "macro": job.config.wsi.macro}.get(kind, "keep")
+                   for idx, kind in assoc.items()}
+        settle = getattr(vendor, "settle", None)
+        if settle is not None:
+            settle(t, assoc, actions, ctx.manifest.notes)
         for idx, kind in sorted(assoc.items()):
-            action = {"label": job.config.wsi.label, "macro": job.config.wsi.macro}.get(kind, "keep")
+            action = actions[idx]
             if action == "keep":
                 ctx.manifest.associated[kind] = "keep"
                 continue
             ctx.manifest.associated[kind] = labels.apply(
                 ctx.rw, t.ifds[idx], kind, action, ctx.pseudonym, encoding=vendor.assoc_encoding,
                 source=macro_pixels if kind == "macro" else None, label_end=vendor.label_end)
-        level_ranges = [t.data_ranges(ifd) for ifd in levels]
+        tables = [t.tile_table(ifd) for ifd in levels]
+        scan = None
+        if job.config.wsi.tile_scan:
+            from phiscrub.wsi.tile_scan import redact
+
+            scan = redact(t, ctx.rw, levels, job.config.wsi.tile_scan_levels)
+            ctx.manifest.tile_redactions = scan.records
         ctx.manifest.levels = len(levels)
-        ctx.manifest.tiles = sum(len(r) for r in level_ranges)
+        ctx.manifest.tiles = sum(len(tb) for tb in tables)
         patches = ctx.rw.patches()
-        _forbid_tile_overlap(patches, [r for lr in level_ranges for r in lr])
-        return Plan(patches, ctx.manifest, ctx.phi, level_ranges)
+        _forbid_tile_overlap(patches, tables, scan.freed if scan else [])
+        records = []
+        for ifd, tb in zip(levels, tables, strict=True):
+            out = scan.tables.get(ifd.index, tb) if scan else tb
+            records.append(LevelRecord(len(tb), out.digest(), dict(scan.changed.get(ifd.index, {})) if scan else {}))
+        return Plan(patches, ctx.manifest, ctx.phi, records)
 
 
 def _macro_pixels(src: Path, vendor: TiffVendor) -> np.ndarray | None:
@@ -176,5 +242,5 @@ def scrub_tiff(src: Path, dst: Path, job: SlideJob, vendor: TiffVendor) -> Slide
         apply_in_place(src, p.patches)
     else:
         apply_copy(src, dst, p.patches)
-    verify.remember(dst, p.phi, p.level_ranges)
+    verify.remember(dst, p.phi, p.levels)
     return p.manifest

@@ -5,8 +5,10 @@ tifffile (the readers our users have), its properties and every metadata byte ar
 for the source's PHI values (plain, UTF-16LE and Base64 forms), associated images are
 compared to the policy, and the tiles of every level are compared byte for byte with the
 source by streaming large spans (memory stays flat). In place there is no source left to
-compare with: the tile offsets and counts must be what they were, and the planner already
-refused any patch overlapping a tile.
+compare with: the tile tables must be what the plan said (the source's, except the tiles the
+opt-in scan re-encoded, whose new bytes must be the ones planned), and the planner already
+refused any patch overlapping a tile. Tile tables are numpy arrays and the plan keeps only
+their digests, so time and memory do not grow with the tile count beyond one table.
 
 Problems are returned as PHI-free sentences; the caller quarantines on any.
 """
@@ -22,21 +24,21 @@ import numpy as np
 
 from phiscrub.errors import PhiscrubError
 from phiscrub.wsi.registry import SlideJob
-from phiscrub.wsi.tiff import TiffSlide
+from phiscrub.wsi.tiff import TiffSlide, TileTable
 
 if TYPE_CHECKING:
-    from phiscrub.wsi.tiffscrub import TiffVendor
+    from phiscrub.wsi.tiffscrub import LevelRecord, TiffVendor
 
 CHUNK = 8 << 20
-_MEMO: dict[str, tuple[set[str], list[list[tuple[int, int]]]]] = {}
+_MEMO: dict[str, tuple[set[str], list[LevelRecord]]] = {}
 
 
-def remember(dst: Path, phi: set[str], level_ranges: list[list[tuple[int, int]]]) -> None:
+def remember(dst: Path, phi: set[str], levels: list[LevelRecord]) -> None:
     """What scrub saw in the source, for the verify that follows in this process."""
-    _MEMO[str(Path(dst).resolve())] = (set(phi), level_ranges)
+    _MEMO[str(Path(dst).resolve())] = (set(phi), levels)
 
 
-def recall(dst: Path) -> tuple[set[str], list[list[tuple[int, int]]]] | None:
+def recall(dst: Path) -> tuple[set[str], list[LevelRecord]] | None:
     return _MEMO.pop(str(Path(dst).resolve()), None)
 
 
@@ -62,28 +64,45 @@ def scan_bytes(blob: bytes, values: set[str]) -> int:
 
 
 def metadata_blob(t: TiffSlide) -> bytes:
-    return b"".join(t.read(o, min(n, t.size - o)) for o, n in t.metadata_ranges() if o < t.size)
+    return b"".join(t.read(o, min(n, t.size - o)) for o, n in t.metadata_ranges(tables=False) if o < t.size)
 
 
-def _same_spans(a: TiffSlide, b: TiffSlide, ra: list[tuple[int, int]], rb: list[tuple[int, int]]) -> bool:
-    """Tile bytes compared in large sequential spans (tiles are stored back to back)."""
-    if [n for _, n in ra] != [n for _, n in rb]:
+def _same_spans(a: TiffSlide, b: TiffSlide, ta: TileTable, tb: TileTable, skip: list[int]) -> bool:
+    """Tile bytes compared in large sequential spans (tiles are stored back to back), except
+    the tiles in ``skip`` (re-encoded by the scan, checked on their own)."""
+    if not np.array_equal(ta.counts, tb.counts) and not skip:
         return False
-    spans: list[list[int]] = []
-    for (oa, n), (ob, _) in sorted(zip(ra, rb, strict=True)):
-        if n == 0:
-            continue
-        if spans and spans[-1][0] + spans[-1][2] == oa and spans[-1][1] + spans[-1][2] == ob:
-            spans[-1][2] += n
-        else:
-            spans.append([oa, ob, n])
-    for oa, ob, n in spans:
+    keep = ta.counts > 0
+    if skip:
+        keep[np.asarray(skip, np.int64)] = False
+        if not np.array_equal(ta.counts[keep], tb.counts[keep]):
+            return False
+    oa, ob, n = ta.offsets[keep], tb.offsets[keep], ta.counts[keep]
+    if len(oa) > 1 and not bool((oa[1:] >= oa[:-1]).all()):  # tiles are usually stored in order
+        order = np.argsort(oa, kind="stable")
+        oa, ob, n = oa[order], ob[order], n[order]
+    if not len(n):
+        return True
+    joined = (oa[1:] == oa[:-1] + n[:-1]) & (ob[1:] == ob[:-1] + n[:-1])
+    first = np.flatnonzero(np.concatenate(([True], ~joined)))
+    lengths = np.add.reduceat(n, first)
+    for sa, sb, ln in zip(oa[first].tolist(), ob[first].tolist(), lengths.tolist(), strict=True):
         done = 0
-        while done < n:
-            k = min(CHUNK, n - done)
-            if os.pread(a.fd, k, oa + done) != os.pread(b.fd, k, ob + done):
+        while done < ln:
+            k = min(CHUNK, ln - done)
+            if os.pread(a.fd, k, sa + done) != os.pread(b.fd, k, sb + done):
                 return False
             done += k
+    return True
+
+
+def _changed_tiles_ok(out: TiffSlide, tb: TileTable, changed: dict[int, str]) -> bool:
+    """Each re-encoded tile holds exactly the bytes the scan planned."""
+    import hashlib
+
+    for idx, digest in changed.items():
+        if idx >= len(tb) or hashlib.sha256(out.read(int(tb.offsets[idx]), int(tb.counts[idx]))).hexdigest() != digest:
+            return False
     return True
 
 
@@ -100,8 +119,8 @@ def verify_tiff(src: Path, dst: Path, job: SlideJob, vendor: TiffVendor) -> list
         if in_place:
             return ["in-place output cannot be verified without the scrub's record"]
         p = plan(src, job, vendor)
-        memo = (p.phi, p.level_ranges)
-    phi, src_ranges = memo
+        memo = (p.phi, p.levels)
+    phi, records = memo
     # readers
     try:
         osl = openslide.OpenSlide(str(dst))
@@ -128,19 +147,20 @@ def verify_tiff(src: Path, dst: Path, job: SlideJob, vendor: TiffVendor) -> list
             if scan_bytes(metadata_blob(out), phi):
                 problems.append("output metadata holds a source PHI value")
             out_levels = vendor.levels(out)
-            out_ranges = [out.data_ranges(i) for i in out_levels]
-            if [len(r) for r in out_ranges] != [len(r) for r in src_ranges]:
+            out_tables = [out.tile_table(i) for i in out_levels]
+            if [len(tb) for tb in out_tables] != [r.tiles for r in records]:
                 problems.append("level or tile count differs from the source")
-            elif in_place:
-                if out_ranges != src_ranges:
-                    problems.append("tile offsets or byte counts changed")
-            else:
+            elif any(tb.digest() != r.digest for tb, r in zip(out_tables, records, strict=True)):
+                problems.append("tile offsets or byte counts are not the planned ones")
+            elif not all(_changed_tiles_ok(out, tb, r.changed) for tb, r in zip(out_tables, records, strict=True)):
+                problems.append("a re-encoded tile does not hold the planned bytes")
+            elif not in_place:
                 with TiffSlide(src) as s:
                     src_levels = vendor.levels(s)
                     if [s.dims(i) for i in src_levels] != [out.dims(i) for i in out_levels]:
                         problems.append("level dimensions differ from the source")
-                    for ra, rb in zip(src_ranges, out_ranges, strict=True):
-                        if not _same_spans(s, out, ra, rb):
+                    for si, tb, r in zip(src_levels, out_tables, records, strict=True):
+                        if not _same_spans(s, out, s.tile_table(si), tb, sorted(r.changed)):
                             problems.append("tile bytes differ from the source")
                             break
     except PhiscrubError as e:
@@ -156,7 +176,9 @@ def _check_associated(osl, job: SlideJob, vendor: TiffVendor) -> list[str]:
     for kind, action in (("label", cfg.label), ("macro", cfg.macro)):
         img = osl.associated_images.get(kind)
         if action == "remove":
-            if img is not None:
+            # a vendor that keeps directory positions (Aperio GT450) blanks instead of unlinking
+            settled = hasattr(vendor, "settle") and img is not None and not np.asarray(img.convert("RGB")).any()
+            if img is not None and not settled:
                 problems.append(f"{kind} image still present")
             continue
         if img is None:
