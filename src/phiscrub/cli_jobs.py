@@ -178,7 +178,7 @@ def broker_lookup(
     log.append("broker-lookup", kind=kind or "any", matches=len(found))
     log.close()
     for k, orig, pseudo in found:
-        out.print(f"{k}\t{orig}\t{pseudo or '(removed)'}", markup=False, highlight=False)
+        typer.echo(f"{k}\t{orig}\t{pseudo or '(removed)'}")  # tab-separated, for scripts
     if not found:
         err.print("no match")
         raise typer.Exit(1)

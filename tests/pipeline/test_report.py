@@ -1,0 +1,81 @@
+"""`phiscrub report`: one self-contained page, screenshotted in headless Chromium, holding
+no planted value and fetching nothing."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.pipeline.jobs import make_job, scan_tree
+
+ROOT = Path(__file__).resolve().parents[2]
+RULES = "rules:\n  - name: top banner\n    match: [{keyword: Modality, equals: CT}]\n    regions: [[4, 4, 90, 18], [20, 100, 60, 12]]\n"
+
+
+def _job(cli, tmp_path: Path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("options: [clean_pixel_data, retain_longitudinal_modified_dates]\n"
+                   f"pixels: {{text_redaction: none, rules: [{rules}]}}\n")
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "Davidson_scan_notes.dcm").write_bytes(b"not a dicom file at all" * 10)  # quarantined
+    _, dst, planted, res = make_job(cli, tmp_path, "--quarantine", tmp_path / "q", config=cfg)
+    assert res.exit_code == 1, res.output  # the junk file is quarantined
+    return dst, planted + ["Davidson_scan_notes"]
+
+
+def test_report_is_self_contained_and_holds_no_value(cli, tmp_path: Path) -> None:
+    dst, planted = _job(cli, tmp_path)
+    out = tmp_path / "report.html"
+    res = cli("report", dst, "--out", out)
+    assert res.exit_code == 0, res.output
+    html = out.read_text()
+    # nothing to fetch: only data: URIs, and a CSP that forbids any other source
+    assert not re.search(r"""(?:src|href)\s*=\s*['"](?!data:)""", html)
+    assert "url(" not in html and "@import" not in html and "<script" not in html.lower()
+    assert not re.search(r"https?://(?!www.w3.org/2000/svg')", html)
+    assert "default-src 'none'" in html
+    # what the page must show
+    assert "<b>4</b>done" in html and "<b>1</b>quarantined" in html
+    assert html.count("<rect x=") >= 2 * 2 + 8  # two boxes on each CT thumbnail, plus the chart bars
+    assert "data:image/png;base64," in html and ">CT<" in html and ">SR<" in html
+    assert "person-name" in html and "burned-in-text:" in html
+    # no planted value and no source file name in any byte of the page
+    (tmp_path / "scan").mkdir()
+    shutil.copy(out, tmp_path / "scan" / "r.html")
+    assert scan_tree(tmp_path / "scan", planted) == {}
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs the Debian package chromium (CI installs it)")
+def test_report_screenshot_in_headless_chromium(cli, tmp_path: Path) -> None:
+    import cv2
+    import numpy as np
+
+    dst, planted = _job(cli, tmp_path)
+    assert cli("report", dst).exit_code == 0
+    page = dst / ".phiscrub" / "report.html"
+    shot = tmp_path / "shot.png"
+    proc = subprocess.run(
+        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1900", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = cv2.imread(str(shot))
+    assert img is not None and img.shape[:2] == (1900, 1200)
+    assert float(img.std()) > 10  # not blank
+    # the red box outlines were drawn over the thumbnails (BGR of #ff2d55)
+    red = np.all(np.abs(img.astype(int) - (85, 45, 255)) < 40, axis=2).sum()
+    assert red > 200, red
+    # and a thumbnail shows image content (grey levels other than page white and text)
+    assert len(np.unique(img[..., 0])) > 64
+    assert scan_tree(dst / ".phiscrub", planted) == {}
+    keep = ROOT / "bench" / "out"
+    keep.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, keep / "report_screenshot.png")  # git-ignored sample for the README/report
