@@ -304,6 +304,20 @@ def test_paging(src_store: Orthanc) -> None:
 
 
 @pytest.mark.slow
+def test_source_travels_to_workers(src_store: Orthanc, corpus) -> None:
+    """Pickled into a worker process and read from several threads at once (a Dask worker
+    runs tasks in threads: one HTTP session per thread)."""
+    import pickle
+    from concurrent.futures import ThreadPoolExecutor
+
+    src = pickle.loads(pickle.dumps(open_source("dicomweb+" + src_store.dicomweb)))
+    items = list(src.items())
+    with ThreadPoolExecutor(4) as ex:
+        datas = list(ex.map(src.read, items))
+    assert sorted(datas) == sorted(corpus[0].values())
+
+
+@pytest.mark.slow
 def test_missing_instance_and_bad_uris(src_store: Orthanc) -> None:
     src = open_source("dicomweb+" + src_store.dicomweb)
     ghost = "1.2.826.0.1.3680043.10.777.99.1.1"
@@ -331,16 +345,16 @@ class _Stub(http.server.BaseHTTPRequestHandler):
     """Answers every request with the status (and body) queued by the test, recording the
     Authorization header it was sent."""
 
-    answers: list[tuple[int, bytes]] = []
+    answers: list[tuple] = []  # (status, body[, content type])
     seen_auth: list[str | None] = []
 
     def _answer(self) -> None:
         n = int(self.headers.get("Content-Length") or 0)
         self.rfile.read(n)
         type(self).seen_auth.append(self.headers.get("Authorization"))
-        code, body = type(self).answers.pop(0) if type(self).answers else (500, b"")
+        code, body, *ctype = type(self).answers.pop(0) if type(self).answers else (500, b"")
         self.send_response(code)
-        self.send_header("Content-Type", "application/dicom+json")
+        self.send_header("Content-Type", ctype[0] if ctype else "application/dicom+json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -381,15 +395,24 @@ def test_stow_failures_are_per_instance_and_typed(stub) -> None:
     sink = open_sink(url)
     data = _instance()
     refused = b'{"00081198": {"vr": "SQ", "Value": [{"00081197": {"vr": "US", "Value": [49442]}}]}}'
-    handler.answers = [(409, refused)]
+    handler.answers = [(409, refused), (404, b"")]  # refused, and not in the store either
     with pytest.raises(StorageError):
         sink.write("p/1.2/1.3/1.4.dcm", data)
-    handler.answers = [(200, refused)]  # a 200 that lists the instance as failed is still a failure
+    # refused as a duplicate (a write retried after a crash): fine if the store holds our bytes...
+    mime = 'multipart/related; type="application/dicom"; boundary=xyz'
+    handler.answers = [(409, refused), (200, b"--xyz\r\n\r\n" + data + b"\r\n--xyz--\r\n", mime)]
+    assert sink.write("p/1.2/1.3/1.4.dcm", data).endswith("/instances/" + str(dcmread(io.BytesIO(data)).SOPInstanceUID))
+    # ...and a refusal naming no value if it holds something else under the UID
+    handler.answers = [(409, refused), (200, b"--xyz\r\n\r\nOTHER\r\n--xyz--\r\n", mime)]
+    with pytest.raises(StorageError) as e:
+        sink.write("p/1.2/1.3/1.4.dcm", data)
+    assert str(e.value) == "DICOMweb STOW-RS: the store holds a different instance under this UID"
+    handler.answers = [(200, refused), (404, b"")]  # a 200 that lists the instance as failed is still a failure
     with pytest.raises(StorageError) as e:
         sink.write("p/1.2/1.3/1.4.dcm", data)
     assert str(e.value) == "DICOMweb STOW-RS: instance refused (failure reason 0xC122)"
     busy = b'{"00081198": {"vr": "SQ", "Value": [{"00081197": {"vr": "US", "Value": [42752]}}]}}'
-    handler.answers = [(202, busy)]  # 0xA700 out of resources: worth a retry
+    handler.answers = [(202, busy), (404, b"")]  # 0xA700 out of resources: worth a retry
     with pytest.raises(TransientError):
         sink.write("p/1.2/1.3/1.4.dcm", data)
     handler.answers = [(200, b'{"00081199": {"vr": "SQ", "Value": [{}]}}')]

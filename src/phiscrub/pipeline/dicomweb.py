@@ -112,7 +112,8 @@ class _Client:
             token = cached[0]
         return {"Authorization": f"Bearer {token}"} if token else {}
 
-    def request(self, op: str, method: str, url: str, *, ok404: bool = False, **kw) -> requests.Response | None:
+    def request(self, op: str, method: str, url: str, *, ok404: bool = False, ok409: bool = False,
+                **kw) -> requests.Response | None:
         headers = dict(kw.pop("headers", {}))
         for attempt in (0, 1):
             try:
@@ -128,6 +129,8 @@ class _Client:
         code = r.status_code
         if code == 404 and ok404:
             return None
+        if code == 409 and ok409:  # STOW-RS: every instance failed; the body says why
+            return r
         if code >= 500 or code in _TRANSIENT_STATUS:
             raise TransientError(f"DICOMweb {op}: HTTP {code}")
         if code >= 400:
@@ -214,8 +217,12 @@ class DicomwebSource:
                     yield Item("dicomweb+" + url, 0, sop, study)
 
     def read(self, item: Item) -> bytes:
-        url = item.uri.partition("+")[2] if item.uri.startswith("dicomweb+") else item.uri
-        r = self.client.request("WADO-RS", "GET", url, headers={"Accept": WADO_ACCEPT})
+        return self.read_uri(self.client, item.uri)
+
+    @staticmethod
+    def read_uri(client: _Client, uri: str) -> bytes:
+        url = uri.partition("+")[2] if uri.startswith("dicomweb+") else uri
+        r = client.request("WADO-RS", "GET", url, headers={"Accept": WADO_ACCEPT})
         assert r is not None
         parts = multipart_parts(r.content, r.headers.get("Content-Type", ""))
         if len(parts) != 1:
@@ -243,11 +250,28 @@ class DicomwebSink:
         body = b"".join((b"--", boundary, b"\r\nContent-Type: application/dicom\r\n\r\n", data,
                          b"\r\n--", boundary, b"--\r\n"))
         ctype = f'multipart/related; type="application/dicom"; boundary={boundary.decode()}'
-        r = self.client.request("STOW-RS", "POST", self.client.base + "/studies", data=body,
+        r = self.client.request("STOW-RS", "POST", self.client.base + "/studies", data=body, ok409=True,
                                 headers={"Content-Type": ctype, "Accept": DICOM_JSON})
         assert r is not None
-        _check_stow(r)
-        return f"dicomweb+{self.client.base}/studies/{study}/series/{series}/instances/{sop}"
+        uri = f"dicomweb+{self.client.base}/studies/{study}/series/{series}/instances/{sop}"
+        try:
+            _check_stow(r)
+        except (StorageError, TransientError) as refused:
+            # a write retried after a crash finds its instance already there: stores that
+            # refuse duplicates (409) succeed it only if what they hold is byte for byte ours
+            held = self._held(uri)
+            if held == data:
+                return uri
+            if held is not None and isinstance(refused, StorageError):
+                raise StorageError("DICOMweb STOW-RS: the store holds a different instance under this UID") from None
+            raise
+        return uri
+
+    def _held(self, uri: str) -> bytes | None:
+        try:
+            return DicomwebSource.read_uri(self.client, uri)
+        except (StorageError, TransientError, CorruptFile):
+            return None
 
     def exists(self, relpath: str) -> bool:
         parts = relpath.strip("/").split("/")
@@ -302,8 +326,8 @@ def _check_stow(r: requests.Response) -> None:
         if code in ("0xA700", "0x0110", "0x0212", "0x0213"):  # out of resources / processing failure
             raise TransientError(f"DICOMweb STOW-RS: instance not stored (failure reason {code})")
         raise StorageError(f"DICOMweb STOW-RS: instance refused (failure reason {code})")
-    if r.status_code == 202:
-        raise StorageError("DICOMweb STOW-RS: instance not stored (HTTP 202 without details)")
+    if r.status_code in (202, 409):
+        raise StorageError(f"DICOMweb STOW-RS: instance not stored (HTTP {r.status_code} without details)")
 
 
 def multipart_parts(body: bytes, content_type: str) -> list[bytes]:
