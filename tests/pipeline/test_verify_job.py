@@ -135,3 +135,24 @@ def test_ocr_of_output_pixels_when_the_source_had_burned_in_text(cli, tmp_path: 
     assert cli("deidentify", src, dst2, "-q", "--config", cfg).exit_code == 0
     res = cli("verify", src, dst2, "--config", cfg)
     assert res.exit_code == 0 and "1 OCR-checked" in res.output, res.output
+
+
+def test_slides_are_verified_and_reported(cli, tmp_path: Path) -> None:
+    """A slide job: verify re-reads the slide with its format's own verifier, and a slide
+    whose label came back is caught; the report's slide table lists the format."""
+    from tests.wsi.slide_factory import make_aperio
+
+    src = tmp_path / "in"
+    src.mkdir()
+    a = make_aperio(src / "Doe_Jane_biopsy.svs")
+    dst = tmp_path / "out"
+    assert cli("deidentify", src, dst, "-q", "-j", "1").exit_code == 0
+    code, lines = _check(cli, src, dst, a.values + ["Doe_Jane"])
+    assert code == 0 and lines == [], lines
+    assert cli("report", dst).exit_code == 0
+    assert ">aperio<" in (dst / ".phiscrub" / "report.html").read_text()
+    slide = next(p for p in dst.iterdir() if p.suffix == ".svs")
+    shutil_src = a.path.read_bytes()
+    slide.write_bytes(shutil_src)  # the original put back under the output's name
+    code, lines = _check(cli, src, dst, a.values + ["Doe_Jane"])
+    assert code == 1 and any(x.startswith(slide.name + ":") for x in lines), lines
