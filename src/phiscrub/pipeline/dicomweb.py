@@ -97,6 +97,9 @@ class _Client:
             s = self._local.session = requests.Session()
         return s
 
+    def _from_file(self) -> bool:
+        return not (self._token or os.environ.get(TOKEN_ENV)) and bool(self._token_file or os.environ.get(TOKEN_FILE_ENV))
+
     def _auth(self, reload: bool = False) -> dict[str, str]:
         token = self._token or os.environ.get(TOKEN_ENV)
         path = self._token_file or os.environ.get(TOKEN_FILE_ENV)
@@ -119,11 +122,11 @@ class _Client:
             try:
                 r = self._session().request(method, url, headers={**headers, **self._auth(attempt > 0)},
                                             timeout=self.timeout, **kw)
-            except (requests.ConnectionError, requests.Timeout) as e:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
                 raise TransientError(f"DICOMweb {op}: connection failed ({type(e).__name__})") from None
             except requests.RequestException as e:
                 raise StorageError(f"DICOMweb {op}: request failed ({type(e).__name__})") from None
-            if r.status_code == 401 and attempt == 0 and (self._token_file or os.environ.get(TOKEN_FILE_ENV)):
+            if r.status_code == 401 and attempt == 0 and self._from_file():
                 continue  # the token file may have been renewed since we read it
             break
         code = r.status_code
@@ -238,7 +241,9 @@ class DicomwebSink:
     refusal is that instance's alone. Outputs are addressed by their UIDs, so ``relpath``
     (<patient>/<study>/<series>/<sop>.dcm) serves only ``exists``."""
 
-    def __init__(self, uri: str, token: str | None = None, token_file: str | None = None, timeout: float = 300.0):
+    def __init__(self, uri: str, token: str | None = None, token_file: str | None = None, timeout: float = 300.0,
+                 durable: bool = False):
+        # durable: accepted for the runner's sake; a STOW-RS success already means stored
         base, where, params = _split(uri)
         if any(where.values()) or params:
             raise ConfigError("a DICOMweb destination is the store's root URL, without /studies or a query")
