@@ -8,6 +8,7 @@ folder does (audit records carry a keyed hash of the source path instead).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -47,8 +48,8 @@ def _load(config: Path | None):
 
 @app.command()
 def deidentify(
-    src: Annotated[Path, typer.Argument(help="Input file or folder.")],
-    dst: Annotated[Path, typer.Argument(help="Output folder.")],
+    src_uri: Annotated[str, typer.Argument(metavar="SRC", help="Input file or folder, gs://, s3:// or dicomweb+https:// URI.")],
+    dst_uri: Annotated[str, typer.Argument(metavar="DST", help="Output folder, gs://, s3:// or dicomweb+https:// URI.")],
     config: ConfigOpt = None,
     key_file: KeyFileOpt = None,
     generate_key: Annotated[Optional[Path], typer.Option("--generate-key", help="Write a new key file (0600) here and use it.")] = None,
@@ -57,17 +58,23 @@ def deidentify(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Ignore the saved job state; redo every item.")] = False,
     in_place: Annotated[bool, typer.Option("--in-place", help="Slides: rewrite the source itself (journalled, crash-safe) and move it to DST under its keyed name; DST must be on the same filesystem.")] = False,  # noqa: E501
+    scheduler: Annotated[Optional[str], typer.Option("--scheduler", help="Run on a Dask cluster (tcp://HOST:PORT) instead of local processes.")] = None,  # noqa: E501
+    studies: Annotated[Optional[Path], typer.Option("--studies", help="File of StudyInstanceUIDs, one a line: only items of these studies.")] = None,  # noqa: E501
+    state_opt: Annotated[Optional[Path], typer.Option("--state", help="Folder for job state and audit (default: DST/.phiscrub; required for a DST that is not a folder).")] = None,  # noqa: E501
     broker_key: Annotated[Optional[Path], typer.Option("--broker-key", help="Honest broker (off by default): encrypt a map of original IDs to pseudonyms under DST/.phiscrub with this key (else $PHISCRUB_BROKER_KEY); never the pseudonym key.")] = None,  # noqa: E501
 ) -> None:
     """De-identify SRC into DST: DST/<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm."""
     from phiscrub.pipeline.audit import AuditLog, item_record
-    from phiscrub.pipeline.discover import discover
     from phiscrub.pipeline.runner import Job, default_workers, run
-    from phiscrub.pipeline.sinks import state_dir
     from phiscrub.pipeline.state import JobState
+    from phiscrub.pipeline.storage import scheme_of
 
-    if not src.exists():
+    local_src, local_dst = scheme_of(src_uri) == "file", scheme_of(dst_uri) == "file"
+    src, dst = Path(src_uri), Path(dst_uri)
+    if local_src and not src.exists():
         raise _usage(f"{src}: no such file or folder")
+    if in_place and not (local_src and local_dst):
+        raise _usage("--in-place needs a local SRC and DST")
     cfg = _load(config)
     if generate_key is not None:
         try:
@@ -80,39 +87,39 @@ def deidentify(
         keys = load_key(key_file)
     except KeyMissing as e:
         raise _usage(str(e)) from None
-    dst = dst.resolve()
-    if quarantine is not None:
+    if local_dst:
+        dst = dst.resolve()
+        if quarantine is not None:
+            quarantine = quarantine.resolve()
+            if quarantine == dst or dst in quarantine.parents:
+                raise _usage("--quarantine must be outside the output folder")
+        if local_src and (src.resolve() == dst or dst in src.resolve().parents):
+            raise _usage("the output folder must not be the input folder or inside it")
+        dst.mkdir(parents=True, exist_ok=True)
+    elif state_opt is None:
+        raise _usage("--state FOLDER is needed when DST is not a folder (job state and audit are local files)")
+    elif quarantine is not None:
         quarantine = quarantine.resolve()
-        if quarantine == dst or dst in quarantine.parents:
-            raise _usage("--quarantine must be outside the output folder")
-    if src.resolve() == dst or dst in src.resolve().parents:
-        raise _usage("the output folder must not be the input folder or inside it")
-    dst.mkdir(parents=True, exist_ok=True)
+    wanted = _study_list(studies)
     policy_hash = cfg.policy.digest()
-    job = Job(cfg, keys, policy_hash, dst, quarantine, in_place=in_place)
+    plugins = tuple(m for m in os.environ.get("PHISCRUB_PLUGINS", "").split(",") if m)
+    src_uri = os.path.abspath(src) if local_src else src_uri
+    job = Job(cfg, keys, policy_hash, dst if local_dst else dst_uri, quarantine, in_place=in_place,
+              src=src_uri, studies=wanted, plugins=plugins)
     n_workers = workers if workers >= 0 else cfg.workers
     n_workers = n_workers or default_workers()
-    sdir = state_dir(dst)
+    sdir = state_opt.resolve() if state_opt is not None else dst / ".phiscrub"
+    sdir.mkdir(parents=True, exist_ok=True)
     state = JobState(sdir / "state.sqlite")
-    paths, item_keys, skipped = [], {}, 0
-    for p in discover(src):
-        try:
-            k = JobState.item_key(keys, p, policy_hash)
-        except OSError:
-            k = ""
-        rel = None if restart or not k else state.done_relpath(k)
-        if rel is not None and (rel == "" or (dst / rel).is_file()):
-            skipped += 1  # done by an earlier run with this file, policy and key
-            continue
-        item_keys[str(p)] = k
-        paths.append(p)
+    items, item_keys, skipped, excluded, sink = _plan(job, state, restart, wanted)
+    state.mark_pending(list(item_keys.values()))
     if skipped:
         err.print(f"resuming: {skipped} item(s) already done in an earlier run are skipped")
     broker = _broker(broker_key, keys, sdir)
     audit = AuditLog(sdir / "audit.jsonl", keys)
     audit.append("run-start", version=__version__, policy=policy_hash,
                  profile=cfg.policy.profile, options=sorted(o.value for o in cfg.policy.options),
-                 items=len(paths), skipped=skipped, source=keys.hash_hex("src:" + str(src.resolve())))
+                 items=len(items), skipped=skipped, source=keys.hash_hex("src:" + src_uri))
     counts: Counter[str] = Counter()
     started = time.perf_counter()
     progress = Progress(TextColumn("[bold]de-identifying"), BarColumn(), MofNCompleteColumn(),
@@ -120,23 +127,28 @@ def deidentify(
                         console=err, disable=quiet or not err.is_terminal, transient=False)
 
     with progress:
-        task = progress.add_task("run", total=len(paths), bad=0)
+        task = progress.add_task("run", total=len(items), bad=0)
 
         def on_result(r) -> None:
             counts[r.status] += 1
+            if r.status == "excluded":  # another study: neither state nor audit, only counted
+                progress.update(task, advance=1)
+                return
             if r.status not in ("done", "dropped"):
                 # one line per failed file, naming the file and the reason, never a value in it
                 progress.console.print(f"[yellow]{r.status}:[/yellow] {r.source}: {r.reason}",
                                        markup=True, highlight=False)
-            if item_keys.get(r.source):
-                state.record(item_keys[r.source], r.status, r.relpath, r.category)
             audit.append("item", **item_record(r, policy_hash=policy_hash, version=__version__,
                                                at_s=time.perf_counter() - started))
+            if item_keys.get(r.source):  # after the audit record: a kill between the two repeats a record, never loses one
+                state.record(item_keys[r.source], r.status, r.relpath, r.category, getattr(r, "attempts", 1))
             if broker is not None:  # original IDs travel only into the encrypted map
                 broker.add_result(r, dst)
             progress.update(task, advance=1, bad=counts["failed"] + counts["quarantined"])
 
-        run(paths, job, n_workers, on_result)
+        if local_dst:
+            sink.sweep_partials()  # hidden temporary files of a killed earlier run
+        run(items, job, n_workers, on_result, scheduler=scheduler)
     state.close()  # flushes the outputs to disk before it commits the rows that call them done
     if broker is not None:
         broker.close()
@@ -148,12 +160,61 @@ def deidentify(
     summary = {"done": counts["done"], "dropped": counts["dropped"], "skipped": skipped, "failed": counts["failed"],
                "quarantined": counts["quarantined"], "seconds": round(elapsed, 3)}
     (sdir / "last-run.json").write_text(json.dumps(summary, indent=1) + "\n")
-    rate = len(paths) / elapsed if elapsed > 0 else 0.0
+    excluded += counts["excluded"]
+    if wanted is not None:
+        err.print(f"{excluded} item(s) of other studies not selected")
+    rate = len(items) / elapsed if elapsed > 0 else 0.0
     dropped = f", {counts['dropped']} dropped by policy" if counts["dropped"] else ""
     err.print(f"{counts['done']} done{dropped}, {counts['quarantined']} quarantined, {counts['failed']} failed"
               f" in {elapsed:.1f}s ({rate:.0f} files/s); audit: {sdir / 'audit.jsonl'}")
     if counts["failed"] or counts["quarantined"]:
         raise typer.Exit(1)
+
+
+def _study_list(path: Path | None) -> frozenset[str] | None:
+    from phiscrub.pipeline.select import read_study_list
+
+    if path is None:
+        return None
+    try:
+        return read_study_list(path)
+    except OSError as e:
+        raise _usage(f"{path}: cannot read ({e.strerror})") from None
+    except ValueError as e:
+        raise _usage(str(e)) from None
+
+
+def _plan(job, state, restart: bool, wanted: frozenset[str] | None):
+    """Discovers the items, skips what an earlier run finished (its output still there),
+    and orders DICOM by study where the source knows it. Item URIs stay in this process's
+    memory and on the console; the state holds their keyed hashes."""
+    from phiscrub.pipeline.state import JobState
+    from phiscrub.pipeline.storage import open_sink, open_source
+
+    opts = {"studies": sorted(wanted)} if wanted is not None else {}  # a store that can query by study does
+    try:
+        source = open_source(job.src, **opts)
+        sink = open_sink(str(job.dst), durable=job.durable)
+        found = list(source.items())
+    except PhiscrubError as e:
+        raise _usage(str(e)) from None
+    except (OSError, ValueError, ImportError) as e:
+        raise _usage(f"cannot open the source or destination ({type(e).__name__}: {getattr(e, 'strerror', None) or e})") from None
+    if any(it.study for it in found):
+        found.sort(key=lambda it: it.study)  # stable: the source's order within a study
+    items, item_keys, skipped, excluded = [], {}, 0, 0
+    for it in found:
+        if wanted is not None and it.study and it.study not in wanted:
+            excluded += 1
+            continue
+        k = JobState.key_of(job.keys, it, job.policy_hash) if it.version or it.size else ""
+        rel = None if restart or not k else state.done_relpath(k)
+        if rel is not None and (rel == "" or sink.exists(rel)):
+            skipped += 1  # done by an earlier run with this item, policy and key
+            continue
+        item_keys[it.uri] = k
+        items.append(it)
+    return items, item_keys, skipped, excluded, sink
 
 
 def _broker(broker_key: Path | None, keys, sdir: Path):

@@ -1,29 +1,41 @@
-"""Runs the transform over many items: in-process for one worker, a process pool otherwise.
+"""One item, start to finish, in whichever process runs it: read from the source, route by
+content (slide, annotation file, DICOM), transform, verify, write to the sink.
 
-Workers get paths, never file bytes from the parent; each reads, transforms, writes to a
-temporary name, re-reads and verifies, and only then renames into place. Results that
-travel back are PHI-free (status, reason category, output path, counts).
+Workers get the job and item URIs, never file bytes from the parent: each opens the source
+and the sink by URI (storage.py) and reads and writes storage itself, so a Dask worker on
+another machine does exactly what a local pool worker does. Storage operations are retried
+when the error is transient (retry.py); the attempts are counted into the result. Results
+that travel back are PHI-free (status, reason category, output path, counts); ``source`` is
+only shown on the operator's console.
+
+The engines that drive process_item over many items are in engines.py; ``run`` picks one.
 """
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
+import tempfile
+import time
 import warnings
-from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
-from itertools import islice
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from phiscrub.dicom.reader import read_instance
 from phiscrub.errors import DroppedByPolicy, PhiscrubError
 from phiscrub.keys import KeyRing
-from phiscrub.pipeline.sinks import atomic_write, flush, publish, write_temp
+from phiscrub.pipeline.retry import Attempts, RetryPolicy, is_transient
+from phiscrub.pipeline.sinks import atomic_write
+from phiscrub.pipeline.storage import Item, load_plugins, open_sink, open_source
 from phiscrub.pipeline.verify import collect_probe, verify_output
 from phiscrub.policy import annex_e
 from phiscrub.policy.config import Config
 from phiscrub.transform import transform_dataset
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+_HEAD = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -31,10 +43,14 @@ class Job:
     config: Config
     keys: KeyRing
     policy_hash: str
-    dst: Path
+    dst: Path | str  # a folder, or any sink URI (gs://, s3://, dicomweb+https://, ...)
     quarantine: Path | None = None
     durable: bool = False  # fsync every file (else batched: see sinks)
     in_place: bool = False  # slides: rewrite the source (journalled) instead of copying it
+    src: str = ""  # the source URI workers open (empty: items are local paths)
+    studies: frozenset[str] | None = None  # only items of these StudyInstanceUIDs
+    plugins: tuple[str, ...] = ()  # modules that register extra schemes, imported by every worker
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 @dataclass
@@ -42,125 +58,296 @@ class ItemResult:
     source: str  # only ever shown on the console, never written under dst
     source_hash: str
     size: int
-    status: str  # done | failed | quarantined
+    status: str  # done | dropped | failed | quarantined | excluded (not in the selected studies)
     reason: str = ""
     category: str = ""
     relpath: str = ""
     manifest: dict | None = None
+    attempts: int = 1
+    seconds: float = 0.0
 
 
 _JOB: Job | None = None
+_OPEN: dict[tuple[int, str, str], object] = {}
 
 
-def _init(job: Job, ocr_threads: int = 0) -> None:
+def _init(job: Job | None = None, ocr_threads: int = 0, parent: int = 0) -> None:
     global _JOB
     _JOB = job
     warnings.simplefilter("ignore")
     if ocr_threads:  # share the cores between workers instead of oversubscribing them
         os.environ.setdefault("PHISCRUB_OCR_THREADS", str(ocr_threads))
+    if parent:
+        _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """A pool worker must not outlive a killed CLI (kill -9 gives the parent no chance to
+    stop it): it would go on writing under DST while the operator reruns the job."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
+def _cached(kind: str, uri: str, job: Job):
+    """One source and one sink per process and URI (connections are reused across items)."""
+    k = (os.getpid(), kind, uri)
+    obj = _OPEN.get(k)
+    if obj is None:
+        load_plugins(job.plugins)
+        obj = open_source(uri) if kind == "src" else open_sink(uri, durable=job.durable)
+        _OPEN[k] = obj
+    return obj
 
 
 def process_path(path: str, job: Job | None = None) -> ItemResult:
+    """A local file as an item (kept for callers that hold paths)."""
+    try:
+        st = os.stat(path)
+        item = Item(os.path.abspath(path), st.st_size, str(st.st_mtime_ns))
+    except OSError:
+        item = Item(os.path.abspath(path), 0, "")
+    return process_item(item, job)
+
+
+def process_item(item: Item, job: Job | None = None) -> ItemResult:
     job = job or _JOB
     assert job is not None
-    src_hash = job.keys.hash_hex("path:" + os.path.abspath(path))
-    routed = _other_kind(path, job, src_hash)  # slides and annotation files, by content
-    if routed is not None:
-        return routed
+    t0 = time.perf_counter()
+    res = _process(item, job)
+    res.seconds = round(time.perf_counter() - t0, 4)
+    return res
+
+
+def _process(item: Item, job: Job) -> ItemResult:
+    src_hash = job.keys.hash_hex("path:" + item.uri)
+    att = Attempts(job.retry)
+
+    def result(status: str, reason: str = "", category: str = "", **kw) -> ItemResult:
+        return ItemResult(item.uri, src_hash, item.size, status, reason, category, attempts=att.total, **kw)
+
     try:
-        data = Path(path).read_bytes()
+        source = _cached("src", job.src, job) if job.src else None
+        sink = _cached("dst", str(job.dst), job)
+    except PhiscrubError as e:
+        return result("failed", str(e), e.reason)
+    local = source.local_path(item) if source is not None else item.uri
+    try:
+        if job.studies is not None and not _selected(item, source, local, job, att):
+            return result("excluded", "not in the selected studies", "selection")
+        if local is not None:
+            routed = _other_kind(Path(local), item, job, sink, src_hash, att)
+            if routed is not None:
+                return routed
+            data = att.call(lambda: Path(local).read_bytes())
+        else:
+            head = att.call(lambda: _head(source, item))
+            if head[:4] in _TIFF_MAGIC:
+                return _remote_slide(item, job, source, sink, src_hash, att)
+            data = att.call(lambda: source.read(item))
     except OSError as e:
-        return ItemResult(path, src_hash, 0, "failed", f"cannot read ({e.strerror})", "io")
+        return _storage_failure(e, result, att)
+    except Exception as e:  # noqa: BLE001 - a client's own error types (HTTP, botocore)
+        if is_transient(e):
+            return result("failed", f"storage unavailable after {att.total} attempt(s) ({type(e).__name__})", "transient")
+        return result("quarantined", f"cannot read ({type(e).__name__})", "io")
+    if local is None:
+        annotation = _annotation(item, data, job, sink, src_hash, att)
+        if annotation is not None:
+            return annotation
+    return _dicom(item, data, job, sink, src_hash, att)
+
+
+def _storage_failure(e: OSError, result, att: Attempts) -> ItemResult:
+    why = e.strerror or type(e).__name__
+    if is_transient(e):  # tried as often as the policy allows: a rerun tries again
+        return result("failed", f"storage unavailable after {att.total} attempt(s) ({why})", "transient")
+    return result("quarantined", f"cannot read ({why})", "io")  # permanent: at once, with the reason
+
+
+def _head(source, item: Item) -> bytes:
+    head = getattr(source, "head", None)
+    return head(item, _HEAD) if head is not None else source.read(item)[:_HEAD]
+
+
+def _selected(item: Item, source, local: str | None, job: Job, att: Attempts) -> bool:
+    """Study selection from the cheapest header read: the source's own knowledge, else the
+    DICOM header up to the StudyInstanceUID (items that are not DICOM belong to no study)."""
+    assert job.studies is not None
+    if item.study:
+        return item.study in job.studies
+    from phiscrub.pipeline.select import study_uid
+
+    if local is not None:
+        uid = att.call(lambda: study_uid(local))
+    else:
+        opener = getattr(source, "open", None)
+        uid = att.call(lambda: study_uid(opener(item) if opener else io.BytesIO(source.read(item))))
+    return uid is not None and uid in job.studies
+
+
+def _put(sink, relpath: str, data: bytes, check: Callable[[bytes], None] | None, att: Attempts) -> str:
+    checked = getattr(sink, "write_checked", None)
+    if checked is not None:
+        return att.call(lambda: checked(relpath, data, check))
+    if check is not None:
+        check(data)
+    return att.call(lambda: sink.write(relpath, data))
+
+
+def _dicom(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Attempts) -> ItemResult:
+    path = item.uri
+
+    def result(status: str, reason: str = "", category: str = "", **kw) -> ItemResult:
+        return ItemResult(path, src_hash, len(data), status, reason, category, attempts=att.total, **kw)
+
     try:
         src = read_instance(data)
         probe = _probe(src, job)  # before the transform changes the dataset in place
         out = transform_dataset(src, job.config, job.keys, job.policy_hash)
-        target = job.dst / out.relpath
-        tmp = write_temp(target, out.data, job.durable)
-        try:
-            written = tmp.read_bytes()  # the verifier reads what storage holds, not our buffer
+
+        def check(written: bytes) -> None:  # the verifier reads what storage holds where it can
             reasons = verify_output(written, out.relpath, probe)
             if reasons:
                 raise _Quarantine("; ".join(reasons))
-            publish(tmp, target)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return ItemResult(path, src_hash, len(data), "done", relpath=out.relpath,
-                          manifest=out.manifest)
+
+        _put(sink, out.relpath, out.data, check, att)
+        return result("done", relpath=out.relpath, manifest=out.manifest)
     except _Quarantine as q:
-        _quarantine_copy(path, data, job, src_hash)
-        return ItemResult(path, src_hash, len(data), "quarantined", str(q), "verification")
+        _quarantine_copy(data, job, src_hash)
+        return result("quarantined", str(q), "verification")
     except DroppedByPolicy as e:  # not a failure: nothing is written and no copy is kept
-        return ItemResult(path, src_hash, len(data), "dropped", str(e), e.reason)
+        return result("dropped", str(e), e.reason)
     except PhiscrubError as e:
-        _quarantine_copy(path, data, job, src_hash)
-        return ItemResult(path, src_hash, len(data), "quarantined", str(e), e.reason)
+        _quarantine_copy(data, job, src_hash)
+        return result("quarantined", str(e), e.reason)
+    except OSError as e:
+        if is_transient(e):
+            return result("failed", f"storage unavailable after {att.total} attempt(s) ({e.strerror or type(e).__name__})",
+                          "transient")
+        return result("failed", f"cannot write ({e.strerror or type(e).__name__})", "io")
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the run
-        _quarantine_copy(path, data, job, src_hash)
-        return ItemResult(path, src_hash, len(data), "failed",
-                          f"internal error ({type(e).__name__})", "internal")
+        if is_transient(e):
+            return result("failed", f"storage unavailable after {att.total} attempt(s) ({type(e).__name__})", "transient")
+        _quarantine_copy(data, job, src_hash)
+        return result("failed", f"internal error ({type(e).__name__})", "internal")
 
 
 class _Quarantine(Exception):
     pass
 
 
-def _other_kind(path: str, job: Job, src_hash: str) -> ItemResult | None:
+def _other_kind(path: Path, item: Item, job: Job, sink, src_hash: str, att: Attempts) -> ItemResult | None:
     """Slides (never read whole: they are gigabytes) and annotation files take their own
     path; None means the item is treated as DICOM."""
-    import dataclasses
-
     from phiscrub.wsi import registry
 
-    p = Path(path)
     try:
-        size = p.stat().st_size
-        fmt = registry.detect(p)
+        size = path.stat().st_size
+        fmt = att.call(lambda: registry.detect(path))
     except OSError as e:
-        return ItemResult(path, src_hash, 0, "failed", f"cannot read ({e.strerror})", "io")
+        return ItemResult(item.uri, src_hash, 0, "failed", f"cannot read ({e.strerror})", "io", attempts=att.total)
     if fmt is not None:
-        from phiscrub.wsi.registry import SlideJob
-        from phiscrub.wsi.slide import deidentify_slide
+        return _slide(path, item, job, sink, src_hash, att, size)
+    from phiscrub.wsi.annotations import sniff_annotation
 
-        try:
-            m = deidentify_slide(p, job.dst, SlideJob(job.keys, job.config, job.in_place))
-        except PhiscrubError as e:
-            _quarantine_file(p, job, src_hash)
-            cat = "verification" if e.reason == "verification-failed" else e.reason
-            return ItemResult(path, src_hash, size, "quarantined", str(e), cat)
-        except Exception as e:  # noqa: BLE001 - one bad slide must not stop the run
-            _quarantine_file(p, job, src_hash)
-            return ItemResult(path, src_hash, size, "failed", f"internal error ({type(e).__name__})", "internal")
-        return ItemResult(path, src_hash, size, "done", relpath=m.outputs[0] if m.outputs else "",
-                          manifest=dataclasses.asdict(m))
-    from phiscrub.wsi.annotations import scrub_annotation, sniff_annotation
-
-    kind = sniff_annotation(p)
-    if kind is None:
+    if sniff_annotation(path) is None:
         return None
     try:
-        data = p.read_bytes()
-        out, manifest = scrub_annotation(data, kind, job.keys, job.config)
-        import hashlib
-
-        rel = job.keys.token("annotation", hashlib.sha256(data).hexdigest()) + p.suffix.lower()[:12]
-        tmp = write_temp(job.dst / rel, out, job.durable)
-        try:
-            publish(tmp, job.dst / rel)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return ItemResult(path, src_hash, size, "done", relpath=rel, manifest=manifest)
-    except PhiscrubError as e:
-        _quarantine_file(p, job, src_hash)
-        return ItemResult(path, src_hash, size, "quarantined", str(e), e.reason)
+        data = att.call(path.read_bytes)
     except OSError as e:
-        return ItemResult(path, src_hash, size, "failed", f"cannot read ({e.strerror})", "io")
+        return ItemResult(item.uri, src_hash, size, "failed", f"cannot read ({e.strerror})", "io", attempts=att.total)
+    return _annotation(item, data, job, sink, src_hash, att)
+
+
+def _slide(path: Path, item: Item, job: Job, sink, src_hash: str, att: Attempts, size: int) -> ItemResult:
+    import dataclasses
+
+    from phiscrub.wsi.registry import SlideJob
+    from phiscrub.wsi.slide import deidentify_slide
+
+    def result(status: str, reason: str = "", category: str = "", **kw) -> ItemResult:
+        return ItemResult(item.uri, src_hash, size, status, reason, category, attempts=att.total, **kw)
+
+    local_dir = getattr(sink, "local_dir", None)
+    if job.in_place and local_dir is None:
+        return result("failed", "--in-place needs a local source and destination", "unsupported")
+    staging = None if local_dir is not None else Path(tempfile.mkdtemp(prefix="phiscrub-slide-"))
+    try:
+        m = deidentify_slide(path, local_dir or staging, SlideJob(job.keys, job.config, job.in_place))
+        if staging is not None:  # a bucket or store: upload what was verified, file by file
+            for f in sorted(p for p in staging.rglob("*") if p.is_file()):
+                rel = f.relative_to(staging).as_posix()
+                att.call(lambda f=f, rel=rel: sink.put_file(rel, f))
+    except PhiscrubError as e:
+        _quarantine_file(path, job, src_hash)
+        cat = "verification" if e.reason == "verification-failed" else e.reason
+        return result("quarantined", str(e), cat)
+    except Exception as e:  # noqa: BLE001 - one bad slide must not stop the run
+        if is_transient(e):
+            return result("failed", f"storage unavailable after {att.total} attempt(s) ({type(e).__name__})", "transient")
+        _quarantine_file(path, job, src_hash)
+        return result("failed", f"internal error ({type(e).__name__})", "internal")
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    return result("done", relpath=m.outputs[0] if m.outputs else "", manifest=dataclasses.asdict(m))
+
+
+def _remote_slide(item: Item, job: Job, source, sink, src_hash: str, att: Attempts) -> ItemResult:
+    """A TIFF-family object from a bucket: streamed to a local temporary file (slides are
+    never read whole into memory), then the local path. Multi-file formats (MRXS: a file
+    beside a folder) are not supported from object stores: their parts are separate objects."""
+    fetch = getattr(source, "fetch", None)
+    if fetch is None:
+        return ItemResult(item.uri, src_hash, item.size, "quarantined",
+                          "slides are not supported from this kind of source", "unsupported", attempts=att.total)
+    tmpdir = Path(tempfile.mkdtemp(prefix="phiscrub-fetch-"))
+    try:
+        local = tmpdir / "slide"
+        att.call(lambda: fetch(item, local))
+        res = _other_kind(local, item, job, sink, src_hash, att)
+        if res is None:  # a TIFF that is no slide phiscrub knows: it goes the DICOM way (and fails as not DICOM)
+            return _dicom(item, local.read_bytes(), job, sink, src_hash, att)
+        res.size = item.size
+        return res
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def _annotation(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Attempts) -> ItemResult | None:
+    import hashlib
+
+    from phiscrub.wsi.annotations import scrub_annotation, sniff_bytes
+
+    kind = sniff_bytes(data[:_HEAD])
+    if kind is None:
+        return None
+
+    def result(status: str, reason: str = "", category: str = "", **kw) -> ItemResult:
+        return ItemResult(item.uri, src_hash, len(data), status, reason, category, attempts=att.total, **kw)
+
+    try:
+        out, manifest = scrub_annotation(data, kind, job.keys, job.config)
+        suffix = Path(item.uri.rsplit("/", 1)[-1]).suffix.lower()[:12]
+        rel = job.keys.token("annotation", hashlib.sha256(data).hexdigest()) + suffix
+        _put(sink, rel, out, None, att)
+        return result("done", relpath=rel, manifest=manifest)
+    except PhiscrubError as e:
+        _quarantine_copy(data, job, src_hash)
+        return result("quarantined", str(e), e.reason)
+    except OSError as e:
+        return result("failed", f"cannot write ({e.strerror or type(e).__name__})", "transient" if is_transient(e) else "io")
 
 
 def _quarantine_file(path: Path, job: Job, src_hash: str) -> None:
     """Like _quarantine_copy, streamed by the kernel: a slide does not fit in memory."""
-    import shutil
-
     if job.quarantine is None or not path.exists():
         return
     job.quarantine.mkdir(parents=True, exist_ok=True)
@@ -174,7 +361,7 @@ def _probe(src, job: Job):
     return collect_probe(src, job.config.policy, iod)
 
 
-def _quarantine_copy(path: str, data: bytes, job: Job, src_hash: str) -> None:
+def _quarantine_copy(data: bytes, job: Job, src_hash: str) -> None:
     """Originals are PHI: they go only to an operator-chosen folder outside the outputs,
     under their keyed hash, never under the output folder."""
     if job.quarantine is None:
@@ -183,36 +370,27 @@ def _quarantine_copy(path: str, data: bytes, job: Job, src_hash: str) -> None:
     atomic_write(job.quarantine / f"{src_hash}.bin", data)
 
 
-def run(
-    paths: Iterable[Path], job: Job, workers: int, on_result: Callable[[ItemResult], None]
-) -> None:
-    """Streams results as they come; at most a few batches are in flight at once, so the
-    parent's memory does not grow with the corpus."""
-    items = [str(p) for p in paths]
-    if workers <= 1 or len(items) < 8:
-        for p in items:
-            on_result(process_path(p, job))
-        flush()
-        return
-    batch = max(1, min(32, len(items) // (workers * 8)))
-    chunks = [items[i:i + batch] for i in range(0, len(items), batch)]
-    threads = max(1, default_workers() // workers)
-    with ProcessPoolExecutor(max_workers=workers, initializer=_init, initargs=(job, threads)) as ex:
-        pending: deque = deque()
-        it = iter(chunks)
-        for chunk in islice(it, workers * 3):
-            pending.append(ex.submit(_process_chunk, chunk))
-        while pending:
-            for res in pending.popleft().result():
-                on_result(res)
-            nxt = next(it, None)
-            if nxt is not None:
-                pending.append(ex.submit(_process_chunk, nxt))
-    flush()  # os.sync is system-wide: it covers what every worker wrote
+def run(items: Iterable[Item | Path | str], job: Job, workers: int, on_result: Callable[[ItemResult], None],
+        scheduler: str | None = None) -> None:
+    """Streams results as they come. ``scheduler`` (tcp://HOST:PORT) runs on a Dask cluster;
+    else a local process pool of ``workers`` (1: in this process, for debugging)."""
+    from phiscrub.pipeline import engines
+
+    its = [i if isinstance(i, Item) else _local_item(str(i)) for i in items]
+    if scheduler:
+        engines.run_dask(its, job, scheduler, on_result)
+    elif workers <= 1:
+        engines.run_inline(its, job, on_result)
+    else:
+        engines.run_pool(its, job, workers, on_result)
 
 
-def _process_chunk(paths: list[str]) -> list[ItemResult]:
-    return [process_path(p) for p in paths]
+def _local_item(path: str) -> Item:
+    try:
+        st = os.stat(path)
+        return Item(os.path.abspath(path), st.st_size, str(st.st_mtime_ns))
+    except OSError:
+        return Item(os.path.abspath(path), 0, "")
 
 
 def default_workers() -> int:

@@ -57,6 +57,10 @@ _SINKS: dict[str, SinkFactory] = {}
 # backends that register themselves when imported, loaded on first use of their scheme (in
 # the CLI and in every worker process alike, which get URIs, not source objects)
 _MODULES: dict[str, str] = {
+    "file": "phiscrub.pipeline.localfs",
+    "gs": "phiscrub.pipeline.objectstore",
+    "gcs": "phiscrub.pipeline.objectstore",
+    "s3": "phiscrub.pipeline.objectstore",
     "dicomweb+http": "phiscrub.pipeline.dicomweb",
     "dicomweb+https": "phiscrub.pipeline.dicomweb",
 }
@@ -83,6 +87,15 @@ def _load(scheme: str) -> None:
         import importlib
 
         importlib.import_module(_MODULES[scheme])
+
+
+def load_plugins(modules: tuple[str, ...] | list[str]) -> None:
+    """Imports modules that register schemes of their own (named in PHISCRUB_PLUGINS and
+    carried by the job, so that every worker, local or remote, imports them too)."""
+    import importlib
+
+    for m in modules:
+        importlib.import_module(m)
 
 
 def open_source(uri: str, **options: object) -> Source:

@@ -1,0 +1,169 @@
+"""Engines that run process_item over many items: in this process, a local process pool, or
+a Dask distributed cluster. Each streams results back as they come, with a bounded number
+of tasks in flight, so the parent's memory does not grow with the corpus.
+
+Crash isolation. A native codec that segfaults kills the process it runs in. In the pool,
+that breaks every task in flight (BrokenProcessPool); the items of those tasks are then run
+again one at a time in a fresh single-worker pool, so only the item that crashes again
+fails. On Dask, the scheduler reschedules a dead worker's tasks and gives up after
+``distributed.scheduler.allowed-failures`` deaths (KilledWorker); a batch that gave up is
+split into single items the same way, and only a single item that gave up fails.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from phiscrub.pipeline import runner
+from phiscrub.pipeline.runner import ItemResult, Job, process_item
+from phiscrub.pipeline.sinks import flush
+from phiscrub.pipeline.storage import Item
+
+OnResult = Callable[[ItemResult], None]
+CRASH_REASON = "the worker process died while processing this item (native crash)"
+
+
+def crashed(item: Item, job: Job) -> ItemResult:
+    return ItemResult(item.uri, job.keys.hash_hex("path:" + item.uri), item.size, "failed", CRASH_REASON, "crash")
+
+
+def run_inline(items: list[Item], job: Job, on_result: OnResult) -> None:
+    """One worker, in this process: no isolation (a native crash ends the run), for debugging."""
+    for it in items:
+        on_result(process_item(it, job))
+    flush()
+
+
+def _process_chunk(items: list[Item]) -> list[ItemResult]:
+    return [process_item(it) for it in items]
+
+
+def _batch(n: int, slots: int, most: int) -> int:
+    return max(1, min(most, n // (slots * 8)))
+
+
+def run_pool(items: list[Item], job: Job, workers: int, on_result: OnResult) -> None:
+    batch = _batch(len(items), workers, 32)
+    chunks = deque(items[i:i + batch] for i in range(0, len(items), batch))
+    threads = max(1, runner.default_workers() // workers)
+    while chunks:
+        suspects = _pool_pass(chunks, job, workers, threads, on_result)
+        if suspects:
+            _isolate(suspects, job, threads, on_result)
+            _sweep(job)
+    flush()  # os.sync is system-wide: it covers what every worker wrote
+
+
+def _pool(job: Job, workers: int, threads: int) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(max_workers=workers, initializer=runner._init, initargs=(job, threads, os.getpid()))
+
+
+def _pool_pass(chunks: deque, job: Job, workers: int, threads: int, on_result: OnResult) -> list[Item]:
+    """Runs chunks until they are all done (returns []) or the pool breaks (returns the
+    items whose results were lost with it; the rest stay queued)."""
+    pending: deque = deque()
+    with _pool(job, workers, threads) as ex:
+        try:
+            while chunks or pending:
+                while chunks and len(pending) < workers * 3:
+                    chunk = chunks.popleft()
+                    try:
+                        pending.append((ex.submit(_process_chunk, chunk), chunk))
+                    except BrokenProcessPool:
+                        chunks.appendleft(chunk)
+                        raise
+                fut, _ = pending[0]
+                results = fut.result()
+                pending.popleft()
+                for r in results:
+                    on_result(r)
+        except BrokenProcessPool:
+            suspects: list[Item] = []
+            for fut, chunk in pending:
+                if fut.done() and not fut.cancelled() and fut.exception(timeout=0) is None:
+                    for r in fut.result():
+                        on_result(r)
+                else:
+                    suspects.extend(chunk)
+            return suspects
+    return []
+
+
+def _isolate(suspects: list[Item], job: Job, threads: int, on_result: OnResult) -> None:
+    """Each suspect alone in a one-worker pool: a crash now names its item."""
+    ex = _pool(job, 1, threads)
+    try:
+        for it in suspects:
+            try:
+                results = ex.submit(_process_chunk, [it]).result()
+            except BrokenProcessPool:
+                ex.shutdown(wait=True)
+                ex = _pool(job, 1, threads)
+                results = [crashed(it, job)]
+            for r in results:
+                on_result(r)
+    finally:
+        ex.shutdown(wait=True)
+
+
+def _sweep(job: Job) -> None:
+    """A killed worker may have left a hidden temporary file: no worker runs now."""
+    from phiscrub.pipeline.storage import open_sink
+
+    sink = open_sink(str(job.dst))
+    sweep = getattr(sink, "sweep_partials", None)
+    if sweep is not None:
+        sweep()
+
+
+def _dask_chunk(items: list[Item], job: Job) -> list[ItemResult]:
+    import warnings
+
+    warnings.simplefilter("ignore")
+    return [process_item(it, job) for it in items]
+
+
+def run_dask(items: list[Item], job: Job, scheduler: str, on_result: OnResult) -> None:
+    """Tasks carry the job and item URIs (a few hundred bytes); workers read and write
+    storage themselves, so file bytes never pass through the scheduler. Use a tls:// address
+    on a network you do not trust: the job holds the pseudonym key."""
+    from distributed import Client, as_completed
+    from distributed.scheduler import KilledWorker
+
+    with Client(scheduler, set_as_default=False, timeout=60) as client:
+        slots = max(1, sum(client.nthreads().values()))
+        batch = _batch(len(items), slots, 16)
+        chunks = deque(items[i:i + batch] for i in range(0, len(items), batch))
+        owner: dict = {}
+        ac = as_completed()
+
+        def submit(chunk: list[Item]) -> None:
+            fut = client.submit(_dask_chunk, chunk, job, pure=False)
+            owner[fut.key] = chunk
+            ac.add(fut)
+
+        while chunks and len(owner) < slots * 4:
+            submit(chunks.popleft())
+        for fut in ac:
+            chunk = owner.pop(fut.key)
+            try:
+                results = fut.result()
+            except KilledWorker:
+                if len(chunk) > 1:
+                    for it in chunk:
+                        submit([it])
+                    results = []
+                else:
+                    results = [crashed(chunk[0], job)]
+            except Exception as e:  # noqa: BLE001 - a lost task fails its items, not the run
+                results = [ItemResult(it.uri, job.keys.hash_hex("path:" + it.uri), it.size, "failed",
+                                      f"cluster error ({type(e).__name__})", "cluster") for it in chunk]
+            fut.release()
+            for r in results:
+                on_result(r)
+            while chunks and len(owner) < slots * 4:
+                submit(chunks.popleft())
