@@ -486,9 +486,25 @@ def check_grouping(outputs: list[bytes]) -> None:
 _NEEDS_RUNNER = pytest.mark.xfail(strict=False, reason="needs runner on URIs")
 
 
+def _plain_preamble(files: dict[str, bytes]) -> dict[str, bytes]:
+    """pydicom's CT_small carries a TIFF header in its preamble (a dual-format file); the
+    runner tests below are about the DICOMweb path, so they get the usual zero preamble and
+    test_cli_tiff_preamble_from_store covers that case on its own."""
+    return {k: b"\0" * 128 + v[128:] for k, v in files.items()}
+
+
+@pytest.fixture(scope="module")
+def plain_store(tmp_path_factory, corpus) -> Orthanc:
+    with running_orthanc(tmp_path_factory.mktemp("orthanc-plain")) as o:
+        for data in _plain_preamble(corpus[0]).values():
+            o.upload(data)
+        yield o
+
+
 @pytest.mark.slow
 @_NEEDS_RUNNER
-def test_cli_store_to_folder(src_store: Orthanc, corpus, tmp_path: Path, cli, monkeypatch) -> None:
+def test_cli_store_to_folder(plain_store: Orthanc, corpus, tmp_path: Path, cli, monkeypatch) -> None:
+    src_store = plain_store
     monkeypatch.chdir(tmp_path)  # a CLI that took the URI for a path must not litter elsewhere
     res = cli("deidentify", "dicomweb+" + src_store.dicomweb, tmp_path / "out", "-q", "-j", "1")
     assert res.exit_code == 0, res.output
@@ -510,7 +526,7 @@ def test_cli_folder_to_store(corpus, dst_store: Orthanc, tmp_path: Path, cli, mo
     monkeypatch.chdir(tmp_path)
     src = tmp_path / "Quorvath_Annelise"
     src.mkdir()
-    for name, data in files.items():
+    for name, data in _plain_preamble(files).items():
         (src / name).write_bytes(data)
     res = cli("deidentify", src, "dicomweb+" + dst_store.dicomweb, "-q", "-j", "1",
               "--state", tmp_path / "state")
@@ -519,3 +535,34 @@ def test_cli_folder_to_store(corpus, dst_store: Orthanc, tmp_path: Path, cli, mo
     assert len(back) == N_INSTANCES
     assert leaks(sorted(back.items()), corpus) == {}
     check_grouping(list(back.values()))
+    # a rerun of the same command skips what is done and stores nothing twice
+    res = cli("deidentify", src, "dicomweb+" + dst_store.dicomweb, "-q", "-j", "1", "--state", tmp_path / "state")
+    assert res.exit_code == 0, res.output
+    assert dst_store.count() == N_INSTANCES
+
+
+@pytest.mark.slow
+@_NEEDS_RUNNER
+def test_cli_store_to_store(plain_store: Orthanc, dst_store: Orthanc, corpus, tmp_path: Path, cli, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    res = cli("deidentify", "dicomweb+" + plain_store.dicomweb, "dicomweb+" + dst_store.dicomweb, "-q", "-j", "2",
+              "--state", tmp_path / "state")
+    assert res.exit_code == 0, res.output
+    back = wado_read_back(dst_store)
+    assert len(back) == N_INSTANCES
+    assert leaks(sorted(back.items()), corpus) == {}
+    check_grouping(list(back.values()))
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=False, reason="the runner takes a DICOM instance with a TIFF preamble for a slide")
+def test_cli_tiff_preamble_from_store(src_store: Orthanc, corpus, tmp_path: Path, cli, monkeypatch) -> None:
+    """A dual-format instance (TIFF header in the 128-byte preamble, 'DICM' after it) from a
+    store is DICOM and is de-identified like any other."""
+    monkeypatch.chdir(tmp_path)
+    assert next(iter(corpus[0].values()))[:4] == b"II*\x00"
+    res = cli("deidentify", "dicomweb+" + src_store.dicomweb + "/studies/" + study_uid(2), tmp_path / "out", "-q")
+    assert res.exit_code == 0, res.output
+    written = [(str(p.relative_to(tmp_path / "out")), p.read_bytes()) for p in sorted((tmp_path / "out").rglob("*.dcm"))]
+    assert len(written) == SERIES_PER_STUDY * INSTANCES_PER_SERIES
+    assert leaks(written, corpus) == {}
