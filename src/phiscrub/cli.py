@@ -189,10 +189,11 @@ def _plan(job, state, restart: bool, wanted: frozenset[str] | None):
     and orders DICOM by study where the source knows it. Item URIs stay in this process's
     memory and on the console; the state holds their keyed hashes."""
     from phiscrub.pipeline.state import JobState
-    from phiscrub.pipeline.storage import open_sink, open_source
+    from phiscrub.pipeline.storage import load_plugins, open_sink, open_source
 
     opts = {"studies": sorted(wanted)} if wanted is not None else {}  # a store that can query by study does
     try:
+        load_plugins(job.plugins)
         source = open_source(job.src, **opts)
         sink = open_sink(str(job.dst), durable=job.durable)
         found = list(source.items())

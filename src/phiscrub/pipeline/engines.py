@@ -139,7 +139,7 @@ def run_dask(items: list[Item], job: Job, scheduler: str, on_result: OnResult) -
         batch = _batch(len(items), slots, 16)
         chunks = deque(items[i:i + batch] for i in range(0, len(items), batch))
         owner: dict = {}
-        ac = as_completed()
+        ac = as_completed(loop=client.loop)  # this client's loop: it is not the default client
 
         def submit(chunk: list[Item]) -> None:
             fut = client.submit(_dask_chunk, chunk, job, pure=False)

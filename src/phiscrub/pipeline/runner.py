@@ -148,7 +148,7 @@ def _process(item: Item, job: Job) -> ItemResult:
             data = att.call(lambda: Path(local).read_bytes())
         else:
             head = att.call(lambda: _head(source, item))
-            if head[:4] in _TIFF_MAGIC:
+            if head[:4] in _TIFF_MAGIC and head[128:132] != b"DICM":  # (a DICOM preamble may be a TIFF header)
                 return _remote_slide(item, job, source, sink, src_hash, att)
             data = att.call(lambda: source.read(item))
     except OSError as e:
