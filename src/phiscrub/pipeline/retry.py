@@ -56,6 +56,10 @@ def http_status(exc: BaseException) -> int | None:
 
 
 def is_transient(exc: BaseException) -> bool:
+    from phiscrub.errors import StorageError, TransientError
+
+    if isinstance(exc, (TransientError, StorageError)):  # classified where raised (DICOMweb)
+        return isinstance(exc, TransientError)
     status = http_status(exc)
     if status is not None:
         return status in _TRANSIENT_HTTP
