@@ -315,6 +315,9 @@ def test_source_travels_to_workers(src_store: Orthanc, corpus) -> None:
     with ThreadPoolExecutor(4) as ex:
         datas = list(ex.map(src.read, items))
     assert sorted(datas) == sorted(corpus[0].values())
+    # head then read: one WADO-RS fetch, the same bytes
+    assert src.head(items[0], 132)[128:] == b"DICM"
+    assert src.read(items[0]) == datas[0] and src.read(items[1]) == datas[1]
 
 
 @pytest.mark.slow
@@ -483,9 +486,6 @@ def check_grouping(outputs: list[bytes]) -> None:
     assert len(patients) == len({pid for _, pid, _, _ in STUDIES})
 
 
-_NEEDS_RUNNER = pytest.mark.xfail(strict=False, reason="needs runner on URIs")
-
-
 def _plain_preamble(files: dict[str, bytes]) -> dict[str, bytes]:
     """pydicom's CT_small carries a TIFF header in its preamble (a dual-format file); the
     runner tests below are about the DICOMweb path, so they get the usual zero preamble and
@@ -502,7 +502,6 @@ def plain_store(tmp_path_factory, corpus) -> Orthanc:
 
 
 @pytest.mark.slow
-@_NEEDS_RUNNER
 def test_cli_store_to_folder(plain_store: Orthanc, corpus, tmp_path: Path, cli, monkeypatch) -> None:
     src_store = plain_store
     monkeypatch.chdir(tmp_path)  # a CLI that took the URI for a path must not litter elsewhere
@@ -520,7 +519,6 @@ def test_cli_store_to_folder(plain_store: Orthanc, corpus, tmp_path: Path, cli, 
 
 
 @pytest.mark.slow
-@_NEEDS_RUNNER
 def test_cli_folder_to_store(corpus, dst_store: Orthanc, tmp_path: Path, cli, monkeypatch) -> None:
     files, _ = corpus
     monkeypatch.chdir(tmp_path)
@@ -542,7 +540,6 @@ def test_cli_folder_to_store(corpus, dst_store: Orthanc, tmp_path: Path, cli, mo
 
 
 @pytest.mark.slow
-@_NEEDS_RUNNER
 def test_cli_store_to_store(plain_store: Orthanc, dst_store: Orthanc, corpus, tmp_path: Path, cli, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     res = cli("deidentify", "dicomweb+" + plain_store.dicomweb, "dicomweb+" + dst_store.dicomweb, "-q", "-j", "2",
@@ -555,7 +552,6 @@ def test_cli_store_to_store(plain_store: Orthanc, dst_store: Orthanc, corpus, tm
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="the runner takes a DICOM instance with a TIFF preamble for a slide")
 def test_cli_tiff_preamble_from_store(src_store: Orthanc, corpus, tmp_path: Path, cli, monkeypatch) -> None:
     """A dual-format instance (TIFF header in the 128-byte preamble, 'DICM' after it) from a
     store is DICOM and is de-identified like any other."""
@@ -566,3 +562,20 @@ def test_cli_tiff_preamble_from_store(src_store: Orthanc, corpus, tmp_path: Path
     written = [(str(p.relative_to(tmp_path / "out")), p.read_bytes()) for p in sorted((tmp_path / "out").rglob("*.dcm"))]
     assert len(written) == SERIES_PER_STUDY * INSTANCES_PER_SERIES
     assert leaks(written, corpus) == {}
+
+
+def test_runner_retries_what_dicomweb_calls_transient() -> None:
+    """The runner's retry decides by phiscrub.errors' classes: a 503 or a STOW 'out of
+    resources' (no HTTP error, no cause) is retried, a 404 or a refusal is not."""
+    from phiscrub.pipeline.retry import is_transient
+
+    assert is_transient(TransientError("DICOMweb WADO-RS: HTTP 503"))
+    assert is_transient(TransientError("DICOMweb STOW-RS: instance not stored (failure reason 0xA700)"))
+    assert not is_transient(StorageError("DICOMweb WADO-RS: HTTP 404"))
+    try:
+        try:
+            raise ConnectionError("reset")
+        except ConnectionError:
+            raise StorageError("DICOMweb STOW-RS: instance refused (failure reason 0xC122)") from None
+    except StorageError as e:
+        assert not is_transient(e)  # its context was a connection error, its verdict is not

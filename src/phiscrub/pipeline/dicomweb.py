@@ -220,7 +220,18 @@ class DicomwebSource:
                     yield Item("dicomweb+" + url, 0, sop, study)
 
     def read(self, item: Item) -> bytes:
+        held = getattr(self.client._local, "held", None)
+        if held is not None and held[0] == item.uri:
+            self.client._local.held = None
+            return held[1]
         return self.read_uri(self.client, item.uri)
+
+    def head(self, item: Item, n: int) -> bytes:
+        """The runner sniffs the first bytes before it reads; WADO-RS has no byte ranges, so
+        the whole instance is fetched once and kept (one per thread) for the read that follows."""
+        data = self.read_uri(self.client, item.uri)
+        self.client._local.held = (item.uri, data)
+        return data[:n]
 
     @staticmethod
     def read_uri(client: _Client, uri: str) -> bytes:
