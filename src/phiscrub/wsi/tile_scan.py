@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from phiscrub.errors import PhiscrubError, UnsupportedInput, VerificationFailed
+from phiscrub.errors import UnsupportedInput, VerificationFailed
 from phiscrub.wsi import tile_codec
 from phiscrub.wsi.tiff import (
     LONG,
@@ -104,6 +104,8 @@ class _Level:
             rows = self.c.height
             if not self.t.is_tiled(self.ifd):  # the last strip may be short
                 rows = min(rows, self.h - (idx // self.across) * self.c.height)
+            if not int(self.table.counts[idx]):  # a missing tile (some encoders leave them): blank
+                return np.zeros((rows, self.c.width, 3), np.uint8)
             img = tile_codec.decode(self.c, self.stored(idx), rows)
             img = img[..., :3] if img.shape[2] >= 3 else np.repeat(img[..., :1], 3, axis=2)
             self.cache[idx] = img
@@ -132,13 +134,12 @@ class _Level:
             del self.cache[idx]
 
 
-def _detect_retrying(detect: Detector, img: np.ndarray) -> list[tuple[int, int, int, int]] | None:
+def _detect_retrying(detect: Detector, read: Callable[[], np.ndarray]) -> list[tuple[int, int, int, int]] | None:
+    """Boxes in what ``read`` returns (decoding included), tried twice; None if both fail."""
     for _attempt in range(2):
         try:
-            return detect(img)
-        except PhiscrubError:
-            raise
-        except Exception:  # noqa: BLE001 - OCR backends fail in many ways; retried, then reported
+            return detect(read())
+        except Exception:  # noqa: BLE001 - decoders and OCR backends fail in many ways; retried, then reported
             continue
     return None
 
@@ -150,14 +151,14 @@ def _find_boxes(lv: _Level, detect: Detector, level_no: int, records: list[dict[
         lv.forget_above(y)
         for x in range(0, max(1, lv.w - OVERLAP), step):
             ww, wh = min(WINDOW, lv.w - x), min(WINDOW, lv.h - y)
-            found = _detect_retrying(detect, lv.window(x, y, ww, wh))
+            found = _detect_retrying(detect, lambda x=x, y=y, ww=ww, wh=wh: lv.window(x, y, ww, wh))
             if found is not None:
                 boxes += [(x + bx, y + by, bw, bh) for bx, by, bw, bh in found]
                 continue
             for idx in lv.tiles_in(x, y, ww, wh):  # the window failed: each of its tiles on its own
                 tx, ty, tw, th = lv.rect(idx)
                 tw, th = min(tw, lv.w - tx), min(th, lv.h - ty)
-                alone = _detect_retrying(detect, lv.window(tx, ty, tw, th))
+                alone = _detect_retrying(detect, lambda tx=tx, ty=ty, tw=tw, th=th: lv.window(tx, ty, tw, th))
                 if alone is None:
                     records.append({"level": level_no, "tile": idx, "error": "ocr-failed"})
                 else:
@@ -248,7 +249,7 @@ def redact(t: TiffSlide, rw: Rewriter, levels: list[Ifd], n_levels: int, detect:
         for b in boxes:
             for idx in lv.tiles_in(*b):
                 part = _clip(b, lv.rect(idx))
-                if part is not None:
+                if part is not None and int(lv.table.counts[idx]):  # a missing tile shows nothing
                     per_tile.setdefault(idx, []).append(part)
         offs, cnts = lv.table.offsets.copy(), lv.table.counts.copy()
         failed = 0
