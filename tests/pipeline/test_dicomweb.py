@@ -516,6 +516,12 @@ def test_cli_store_to_folder(plain_store: Orthanc, corpus, tmp_path: Path, cli, 
     res = cli("deidentify", f"dicomweb+{src_store.dicomweb}?ModalitiesInStudy=MR", tmp_path / "mr", "-q", "-j", "1")
     assert res.exit_code == 0, res.output
     assert len(list((tmp_path / "mr").rglob("*.dcm"))) == SERIES_PER_STUDY * INSTANCES_PER_SERIES
+    # ...and by a study list file
+    (tmp_path / "studies.txt").write_text(f"{study_uid(0)}\n{study_uid(2)}\n")
+    res = cli("deidentify", "dicomweb+" + src_store.dicomweb, tmp_path / "two", "-q", "-j", "1",
+              "--studies", tmp_path / "studies.txt")
+    assert res.exit_code == 0, res.output
+    assert len(list((tmp_path / "two").rglob("*.dcm"))) == 2 * SERIES_PER_STUDY * INSTANCES_PER_SERIES
 
 
 @pytest.mark.slow
