@@ -1,6 +1,6 @@
 PY ?= python3
 
-.PHONY: install demo test lint bench bench-pixels bench-wsi
+.PHONY: install demo test lint bench bench-pixels bench-wsi bench-pipeline
 
 install:
 	$(PY) -m pip install -q -e '.[test]'
@@ -31,3 +31,8 @@ bench-pixels:
 bench-wsi:
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) bench/bench_wsi.py
+
+# 2,000 DICOM files + 4 small slides: local pool (2 workers), Dask (2 workers), cp -r
+bench-pipeline:
+	$(PY) -m pip install -q -e '.[test]'
+	$(PY) bench/bench_pipeline.py
