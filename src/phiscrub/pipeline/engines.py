@@ -6,8 +6,9 @@ Crash isolation. A native codec that segfaults kills the process it runs in. In 
 that breaks every task in flight (BrokenProcessPool); the items of those tasks are then run
 again one at a time in a fresh single-worker pool, so only the item that crashes again
 fails. On Dask, the scheduler reschedules a dead worker's tasks and gives up after
-``distributed.scheduler.allowed-failures`` deaths (KilledWorker); a batch that gave up is
-split into single items the same way, and only a single item that gave up fails.
+``distributed.scheduler.allowed-failures`` deaths (KilledWorker); the items of a task that
+gave up become suspects, run one at a time as single-item tasks, and only a suspect that
+kills its workers again fails.
 """
 
 from __future__ import annotations
@@ -139,31 +140,40 @@ def run_dask(items: list[Item], job: Job, scheduler: str, on_result: OnResult) -
         batch = _batch(len(items), slots, 16)
         chunks = deque(items[i:i + batch] for i in range(0, len(items), batch))
         owner: dict = {}
+        suspects: deque[Item] = deque()
+        isolated: list = []  # the key of the one suspect in flight on its own, if any
         ac = as_completed(loop=client.loop)  # this client's loop: it is not the default client
 
-        def submit(chunk: list[Item]) -> None:
+        def submit(chunk: list[Item]):
             fut = client.submit(_dask_chunk, chunk, job, pure=False)
             owner[fut.key] = chunk
             ac.add(fut)
+            return fut.key
 
-        while chunks and len(owner) < slots * 4:
-            submit(chunks.popleft())
+        def top_up() -> None:
+            if suspects and not isolated:
+                isolated.append(submit([suspects.popleft()]))
+            while chunks and len(owner) < slots * 4:
+                submit(chunks.popleft())
+
+        top_up()
         for fut in ac:
             chunk = owner.pop(fut.key)
+            alone = fut.key in isolated
+            if alone:
+                isolated.clear()
             try:
                 results = fut.result()
             except KilledWorker:
-                if len(chunk) > 1:
-                    for it in chunk:
-                        submit([it])
-                    results = []
-                else:
-                    results = [crashed(chunk[0], job)]
+                # a task queued on a worker that another task crashed is charged too; only
+                # an item that kills workers while it is the one suspect in flight is failed
+                results = [crashed(chunk[0], job)] if alone else []
+                if not alone:
+                    suspects.extend(chunk)
             except Exception as e:  # noqa: BLE001 - a lost task fails its items, not the run
                 results = [ItemResult(it.uri, job.keys.hash_hex("path:" + it.uri), it.size, "failed",
                                       f"cluster error ({type(e).__name__})", "cluster") for it in chunk]
             fut.release()
             for r in results:
                 on_result(r)
-            while chunks and len(owner) < slots * 4:
-                submit(chunks.popleft())
+            top_up()
