@@ -78,6 +78,11 @@ def test_cli_mixed_pathology_folder(cli, tmp_path):
     assert statuses == ["done"] * 4 + ["dropped"]  # mrxs, 2 annotations, volume; the label dropped
     assert "1 dropped by policy" in r.output
     assert scan_tree(out, mx.PLANTED + ann.PLANTED + dw.PLANTED) == {}
+    import openslide
+
+    (mrxs,) = out.glob("*.mrxs")  # published with its data folder beside it, no temporary left
+    assert openslide.OpenSlide(str(mrxs)).properties["openslide.vendor"] == "mirax"
+    assert not [p for p in out.iterdir() if p.name.startswith(".partial")]
     # a second run resumes: nothing is redone, the dropped label included
     r2 = cli("deidentify", src, out, "-j", "1")
     assert r2.exit_code == 0 and "5 item(s) already done" in r2.output

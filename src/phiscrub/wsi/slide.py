@@ -10,9 +10,10 @@ tiles are written, journalled and verified with the rest.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
-from phiscrub.errors import PhiscrubError, UnsupportedInput, VerificationFailed
+from phiscrub.errors import UnsupportedInput, VerificationFailed
 from phiscrub.wsi import registry
 from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest
 
@@ -35,6 +36,17 @@ def output_name(src: Path, fmt: SlideFormat, job: SlideJob) -> str:
         with TiffSlide(src) as t:
             cid = content_id(t, mod.levels(t))
     return f"{job.keys.token('slide', cid)}.{EXT.get(fmt.name, 'tiff')}"
+
+
+def _publish_all(work: Path, dst_dir: Path, main: str) -> None:
+    """Move everything the scrub wrote into ``dst_dir``: companions first, ``main`` last."""
+    for entry in sorted(work.iterdir(), key=lambda p: (p.name == main, p.name)):
+        if entry.name.startswith(".partial-"):
+            continue
+        target = dst_dir / entry.name
+        if entry.is_dir() and target.exists():
+            shutil.rmtree(target)  # a rerun's earlier copy of the same slide
+        os.replace(entry, target)
 
 
 def _vendor(fmt: SlideFormat):
@@ -62,21 +74,21 @@ def deidentify_slide(src: Path, dst_dir: Path, job: SlideJob) -> SlideManifest:
         except OSError as e:
             raise UnsupportedInput(f"in-place output must be on the source's filesystem ({e.strerror})") from None
     else:
-        tmp = dst_dir / f".partial-{os.getpid()}-{name}"
+        # scrubbed into a hidden folder of its own, then moved out: a multi-file slide (an
+        # MRXS .mrxs beside its data folder) is published whole, its data before its main file
+        work = dst_dir / f".partial-{os.getpid()}-{name}.d"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
         try:
-            manifest = fmt.scrub(src, tmp, job)
-            problems = fmt.verify(src, tmp, job)
+            manifest = fmt.scrub(src, work / name, job)
+            problems = fmt.verify(src, work / name, job)
             if problems:
                 raise VerificationFailed("; ".join(problems))
-            os.replace(tmp, target)
-        except PhiscrubError:
-            tmp.unlink(missing_ok=True)
-            raise
+            _publish_all(work, dst_dir, name)
         except OSError as e:
-            tmp.unlink(missing_ok=True)
             raise UnsupportedInput(f"cannot write the slide ({e.strerror})") from None
         finally:
-            tmp.unlink(missing_ok=True)
+            shutil.rmtree(work, ignore_errors=True)
     if job.config.wsi.tile_scan and _vendor(fmt) is None:
         manifest.notes.append("tile scan: not available for this format; levels kept as they are")
     manifest.outputs = [name]
