@@ -39,7 +39,7 @@ def sources(tmp_path_factory) -> dict:
 
 def tiles(path: Path, fmt: str) -> list[bytes]:
     mod = registry.detect(path)
-    vendor = __import__(mod.scrub.__module__, fromlist=["VENDOR"]).VENDOR
+    vendor = mod.vendor
     with TiffSlide(path) as t:
         return [t.read(o, n) for ifd in vendor.levels(t) for o, n in t.tile_table(ifd).pairs()]
 

@@ -10,12 +10,10 @@ is blanked in place rather than unlinked (:meth:`Aperio.settle`).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from phiscrub.wsi.fields import field_list
-from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest, register_format
+from phiscrub.wsi.registry import register_format
 from phiscrub.wsi.tiff import T_DESCRIPTION, T_NEWSUBFILE, Ifd, TiffSlide
-from phiscrub.wsi.tiffscrub import Ctx, scrub_tiff
+from phiscrub.wsi.tiffscrub import Ctx, tiff_format
 
 
 def rewrite_description(ctx: Ctx, desc: str) -> str:
@@ -102,22 +100,8 @@ class Aperio:
 VENDOR = Aperio()
 
 
-def sniff(path: Path) -> bool:
-    try:
-        with TiffSlide(path) as t:
-            return t.is_tiled(t.ifds[0]) and (t.ascii(t.ifds[0], T_DESCRIPTION) or "").startswith("Aperio")
-    except Exception:  # noqa: BLE001 - sniffing never raises
-        return False
+def _is_aperio(t: TiffSlide) -> bool:
+    return t.is_tiled(t.ifds[0]) and (t.ascii(t.ifds[0], T_DESCRIPTION) or "").startswith("Aperio")
 
 
-def scrub(src: Path, dst: Path, job: SlideJob) -> SlideManifest:
-    return scrub_tiff(src, dst, job, VENDOR)
-
-
-def verify(src: Path, dst: Path, job: SlideJob) -> list[str]:
-    from phiscrub.wsi.verify import verify_tiff
-
-    return verify_tiff(src, dst, job, VENDOR)
-
-
-register_format(SlideFormat("aperio", sniff, scrub, verify))
+register_format(tiff_format("aperio", VENDOR, _is_aperio))

@@ -8,12 +8,10 @@ claims are removed, because nobody can say what they hold.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from phiscrub.wsi.fields import field_list
-from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest, register_format
+from phiscrub.wsi.registry import register_format
 from phiscrub.wsi.tiff import ASCII, Ifd, TiffSlide
-from phiscrub.wsi.tiffscrub import GENERIC_TAGS, PRIVATE_KEEP, Ctx, scrub_tiff
+from phiscrub.wsi.tiffscrub import GENERIC_TAGS, PRIVATE_KEEP, Ctx, tiff_format
 
 
 def scrub_common(ctx: Ctx, owned: frozenset[int]) -> None:
@@ -71,22 +69,8 @@ class GenericTiff:
 VENDOR = GenericTiff()
 
 
-def sniff(path: Path) -> bool:
-    try:
-        with TiffSlide(path) as t:
-            return t.is_tiled(t.ifds[0])
-    except Exception:  # noqa: BLE001 - sniffing never raises
-        return False
+def _is_generic_tiff(t: TiffSlide) -> bool:
+    return t.is_tiled(t.ifds[0])
 
 
-def scrub(src: Path, dst: Path, job: SlideJob) -> SlideManifest:
-    return scrub_tiff(src, dst, job, VENDOR)
-
-
-def verify(src: Path, dst: Path, job: SlideJob) -> list[str]:
-    from phiscrub.wsi.verify import verify_tiff
-
-    return verify_tiff(src, dst, job, VENDOR)
-
-
-register_format(SlideFormat("generic_tiff", sniff, scrub, verify))
+register_format(tiff_format("generic_tiff", VENDOR, _is_generic_tiff))

@@ -7,12 +7,10 @@ The 64-bit offset layout is handled by :mod:`phiscrub.wsi.tiff`.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from phiscrub.wsi.fields import field_list
-from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest, register_format
+from phiscrub.wsi.registry import register_format
 from phiscrub.wsi.tiff import ASCII, Ifd, Layout, TiffSlide
-from phiscrub.wsi.tiffscrub import Ctx, scrub_tiff
+from phiscrub.wsi.tiffscrub import Ctx, tiff_format
 
 SOURCE_LENS, PROPERTY_MAP = 65421, 65449
 NDPI_PRIVATE = frozenset(range(65420, 65481)) | {65324, 65325}
@@ -83,22 +81,8 @@ class Hamamatsu:
 VENDOR = Hamamatsu()
 
 
-def sniff(path: Path) -> bool:
-    try:
-        with TiffSlide(path) as t:
-            return t.layout is Layout.NDPI
-    except Exception:  # noqa: BLE001 - sniffing never raises
-        return False
+def _is_hamamatsu(t: TiffSlide) -> bool:
+    return t.layout is Layout.NDPI
 
 
-def scrub(src: Path, dst: Path, job: SlideJob) -> SlideManifest:
-    return scrub_tiff(src, dst, job, VENDOR)
-
-
-def verify(src: Path, dst: Path, job: SlideJob) -> list[str]:
-    from phiscrub.wsi.verify import verify_tiff
-
-    return verify_tiff(src, dst, job, VENDOR)
-
-
-register_format(SlideFormat("hamamatsu", sniff, scrub, verify))
+register_format(tiff_format("hamamatsu", VENDOR, _is_hamamatsu))

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from pathlib import Path
 
-from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest, register_format
+from phiscrub.wsi.registry import register_format
 from phiscrub.wsi.tiff import T_DESCRIPTION, Ifd, TiffSlide
-from phiscrub.wsi.tiffscrub import Ctx, scrub_tiff
+from phiscrub.wsi.tiffscrub import Ctx, tiff_format
 from phiscrub.wsi.xmlmeta import local, parse, scrub_tree, serialize
 
 NAMESPACES = ("http://www.leica-microsystems.com/scn/2010/10/01", "http://www.leica-microsystems.com/scn/2010/03/10")
@@ -95,23 +94,9 @@ class Leica:
 VENDOR = Leica()
 
 
-def sniff(path: Path) -> bool:
-    try:
-        with TiffSlide(path) as t:
-            d = t.ascii(t.ifds[0], T_DESCRIPTION) or ""
-            return t.is_tiled(t.ifds[0]) and "<scn" in d and any(ns in d for ns in NAMESPACES)
-    except Exception:  # noqa: BLE001 - sniffing never raises
-        return False
+def _is_leica(t: TiffSlide) -> bool:
+    d = t.ascii(t.ifds[0], T_DESCRIPTION) or ""
+    return t.is_tiled(t.ifds[0]) and "<scn" in d and any(ns in d for ns in NAMESPACES)
 
 
-def scrub(src: Path, dst: Path, job: SlideJob) -> SlideManifest:
-    return scrub_tiff(src, dst, job, VENDOR)
-
-
-def verify(src: Path, dst: Path, job: SlideJob) -> list[str]:
-    from phiscrub.wsi.verify import verify_tiff
-
-    return verify_tiff(src, dst, job, VENDOR)
-
-
-register_format(SlideFormat("leica", sniff, scrub, verify))
+register_format(tiff_format("leica", VENDOR, _is_leica))

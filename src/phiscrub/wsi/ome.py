@@ -4,11 +4,9 @@ OpenSlide reads such a file as a generic TIFF (its first level)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest, register_format
+from phiscrub.wsi.registry import register_format
 from phiscrub.wsi.tiff import T_DESCRIPTION, Ifd, TiffSlide
-from phiscrub.wsi.tiffscrub import Ctx, scrub_tiff
+from phiscrub.wsi.tiffscrub import Ctx, tiff_format
 from phiscrub.wsi.xmlmeta import parse, scrub_tree, serialize
 
 
@@ -42,23 +40,9 @@ class Ome:
 VENDOR = Ome()
 
 
-def sniff(path: Path) -> bool:
-    try:
-        with TiffSlide(path) as t:
-            d = t.ascii(t.ifds[0], T_DESCRIPTION) or ""
-            return t.is_tiled(t.ifds[0]) and "<OME" in d and "openmicroscopy.org" in d
-    except Exception:  # noqa: BLE001 - sniffing never raises
-        return False
+def _is_ome(t: TiffSlide) -> bool:
+    d = t.ascii(t.ifds[0], T_DESCRIPTION) or ""
+    return t.is_tiled(t.ifds[0]) and "<OME" in d and "openmicroscopy.org" in d
 
 
-def scrub(src: Path, dst: Path, job: SlideJob) -> SlideManifest:
-    return scrub_tiff(src, dst, job, VENDOR)
-
-
-def verify(src: Path, dst: Path, job: SlideJob) -> list[str]:
-    from phiscrub.wsi.verify import verify_tiff
-
-    return verify_tiff(src, dst, job, VENDOR)
-
-
-register_format(SlideFormat("ome", sniff, scrub, verify))
+register_format(tiff_format("ome", VENDOR, _is_ome))

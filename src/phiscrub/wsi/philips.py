@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import base64
 import binascii
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from phiscrub.wsi import labels
 from phiscrub.wsi.fields import field_list
-from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest, register_format
+from phiscrub.wsi.registry import register_format
 from phiscrub.wsi.tiff import T_DESCRIPTION, Ifd, TiffSlide
-from phiscrub.wsi.tiffscrub import Ctx, scrub_tiff
+from phiscrub.wsi.tiffscrub import Ctx, tiff_format
 from phiscrub.wsi.xmlmeta import local, parse, serialize
 
 KINDS = {"LABELIMAGE": "label", "MACROIMAGE": "macro"}
@@ -113,23 +112,9 @@ class Philips:
 VENDOR = Philips()
 
 
-def sniff(path: Path) -> bool:
-    try:
-        with TiffSlide(path) as t:
-            first = t.ifds[0]
-            return (t.ascii(first, 305) or "").startswith("Philips") and "DPUfsImport" in (t.ascii(first, T_DESCRIPTION) or "")
-    except Exception:  # noqa: BLE001 - sniffing never raises
-        return False
+def _is_philips(t: TiffSlide) -> bool:
+    first = t.ifds[0]
+    return (t.ascii(first, 305) or "").startswith("Philips") and "DPUfsImport" in (t.ascii(first, T_DESCRIPTION) or "")
 
 
-def scrub(src: Path, dst: Path, job: SlideJob) -> SlideManifest:
-    return scrub_tiff(src, dst, job, VENDOR)
-
-
-def verify(src: Path, dst: Path, job: SlideJob) -> list[str]:
-    from phiscrub.wsi.verify import verify_tiff
-
-    return verify_tiff(src, dst, job, VENDOR)
-
-
-register_format(SlideFormat("philips", sniff, scrub, verify))
+register_format(tiff_format("philips", VENDOR, _is_philips))

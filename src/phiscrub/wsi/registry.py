@@ -55,6 +55,7 @@ class SlideFormat:
     sniff: Callable[[Path], bool]
     scrub: Callable[[Path, Path, SlideJob], SlideManifest]
     verify: Callable[[Path, Path, SlideJob], list[str]]
+    vendor: Any = None  # a TIFF-based format's rules (levels, associated images, fields); None otherwise
 
 
 _FORMATS: list[SlideFormat] = []
@@ -76,8 +77,8 @@ def formats() -> list[SlideFormat]:
         for name in MODULES:
             importlib.import_module(f"phiscrub.wsi.{name}")
         _loaded = True
-        order = {f"phiscrub.wsi.{m}": i for i, m in enumerate(MODULES)}
-        _FORMATS.sort(key=lambda f: order.get(f.scrub.__module__, len(order)))
+        order = {m: i for i, m in enumerate(MODULES)}  # each module registers the format it is named after
+        _FORMATS.sort(key=lambda f: order.get(f.name, len(order)))
     return list(_FORMATS)
 
 

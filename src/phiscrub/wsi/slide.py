@@ -26,7 +26,7 @@ def output_name(src: Path, fmt: SlideFormat, job: SlideJob) -> str:
     from phiscrub.wsi.tiff import TiffSlide
     from phiscrub.wsi.tiffscrub import content_id
 
-    mod = _vendor(fmt)
+    mod = fmt.vendor
     if mod is None:  # not TIFF-based (MRXS): key on the first MiB of the file's bytes
         import hashlib
 
@@ -47,13 +47,6 @@ def _publish_all(work: Path, dst_dir: Path, main: str) -> None:
         if entry.is_dir() and target.exists():
             shutil.rmtree(target)  # a rerun's earlier copy of the same slide
         os.replace(entry, target)
-
-
-def _vendor(fmt: SlideFormat):
-    import importlib
-
-    mod = importlib.import_module(fmt.scrub.__module__)
-    return getattr(mod, "VENDOR", None)
 
 
 def deidentify_slide(src: Path, dst_dir: Path, job: SlideJob) -> SlideManifest:
@@ -89,7 +82,7 @@ def deidentify_slide(src: Path, dst_dir: Path, job: SlideJob) -> SlideManifest:
             raise UnsupportedInput(f"cannot write the slide ({e.strerror})") from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
-    if job.config.wsi.tile_scan and _vendor(fmt) is None:
+    if job.config.wsi.tile_scan and fmt.vendor is None:
         manifest.notes.append("tile scan: not available for this format; levels kept as they are")
     manifest.outputs = [name]
     return manifest

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -20,7 +21,7 @@ import numpy as np
 from phiscrub.errors import CorruptFile, VerificationFailed
 from phiscrub.wsi import labels
 from phiscrub.wsi.fields import FieldList, clean_serials, shift_date_text
-from phiscrub.wsi.registry import SlideJob, SlideManifest
+from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest
 from phiscrub.wsi.tiff import Ifd, Rewriter, TiffSlide, TileTable
 
 # TIFF tags read or changed by the generic pass (numbers -> names in generic_tiff.yaml)
@@ -244,3 +245,26 @@ def scrub_tiff(src: Path, dst: Path, job: SlideJob, vendor: TiffVendor) -> Slide
         apply_copy(src, dst, p.patches)
     verify.remember(dst, p.phi, p.levels)
     return p.manifest
+
+
+def tiff_format(name: str, vendor: TiffVendor, test: Callable[[TiffSlide], bool]) -> SlideFormat:
+    """One TIFF-based vendor as a registry entry: sniffing parses the directories and asks
+    ``test`` (never raising: a file that does not parse is not this vendor's), scrubbing and
+    verifying are the shared TIFF flow with the vendor's own rules."""
+
+    def sniff(path: Path) -> bool:
+        try:
+            with TiffSlide(path) as t:
+                return bool(test(t))
+        except Exception:  # noqa: BLE001 - sniffing never raises
+            return False
+
+    def scrub(src: Path, dst: Path, job: SlideJob) -> SlideManifest:
+        return scrub_tiff(src, dst, job, vendor)
+
+    def verify(src: Path, dst: Path, job: SlideJob) -> list[str]:
+        from phiscrub.wsi.verify import verify_tiff
+
+        return verify_tiff(src, dst, job, vendor)
+
+    return SlideFormat(name, sniff, scrub, verify, vendor)

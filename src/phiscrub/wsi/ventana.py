@@ -4,11 +4,9 @@ barcode, scan date, user and serials; ImageDescription names the directories ("l
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest, register_format
+from phiscrub.wsi.registry import register_format
 from phiscrub.wsi.tiff import T_DESCRIPTION, UNDEFINED, Ifd, TiffSlide
-from phiscrub.wsi.tiffscrub import Ctx, scrub_tiff
+from phiscrub.wsi.tiffscrub import Ctx, tiff_format
 from phiscrub.wsi.xmlmeta import parse, scrub_tree, serialize
 
 XMP = 700
@@ -62,23 +60,9 @@ class Ventana:
 VENDOR = Ventana()
 
 
-def sniff(path: Path) -> bool:
-    try:
-        with TiffSlide(path) as t:
-            raw = t.blob(t.ifds[0], XMP) or b""
-            return b"iScan" in raw
-    except Exception:  # noqa: BLE001 - sniffing never raises
-        return False
+def _is_ventana(t: TiffSlide) -> bool:
+    raw = t.blob(t.ifds[0], XMP) or b""
+    return b"iScan" in raw
 
 
-def scrub(src: Path, dst: Path, job: SlideJob) -> SlideManifest:
-    return scrub_tiff(src, dst, job, VENDOR)
-
-
-def verify(src: Path, dst: Path, job: SlideJob) -> list[str]:
-    from phiscrub.wsi.verify import verify_tiff
-
-    return verify_tiff(src, dst, job, VENDOR)
-
-
-register_format(SlideFormat("ventana", sniff, scrub, verify))
+register_format(tiff_format("ventana", VENDOR, _is_ventana))
