@@ -92,22 +92,12 @@ def apply_associated(ds: Dataset, config, keys) -> dict | None:
 
 def _label_frames(frames, layout, text: str):
     """White frames with the pseudonym in black, in the image's own shape and range."""
-    import cv2
     import numpy as np
 
-    rows, cols = layout.rows, layout.cols
-    canvas = np.zeros((rows, cols), np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    scale = 4.0
-    while scale > 0.2:
-        (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
-        if tw <= cols * 0.9 and th <= rows * 0.5:
-            break
-        scale *= 0.8
-    (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
-    cv2.putText(canvas, text, (max(0, (cols - tw) // 2), (rows + th) // 2), font, scale, 255, max(1, int(scale)))
+    from phiscrub.wsi.labels import render_label  # the label every slide format gets
+
+    ink = render_label(layout.cols, layout.rows, text)[..., 0] < 128
     lo, hi = layout.value_range
-    ink = canvas > 127
     out = np.empty_like(frames)
     white, black = (lo, hi) if layout.photometric == "MONOCHROME1" else (hi, lo)
     out[...] = white

@@ -20,6 +20,7 @@ import struct
 from pathlib import Path
 
 from phiscrub.errors import CorruptFile
+from phiscrub.wsi.tiff import pwrite_all
 
 MAGIC = b"PHISCRUB-JOURNAL1"
 SUFFIX = ".phiscrub-journal"
@@ -35,13 +36,6 @@ def _fsync_dir(d: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _pwrite_all(fd: int, data: bytes, off: int) -> None:
-    view = memoryview(data)
-    while view:
-        n = os.pwrite(fd, view, off)
-        view, off = view[n:], off + n
 
 
 def apply_in_place(path: Path, patches: list[tuple[int, bytes]], *, crash_after: int | None = None) -> None:
@@ -67,7 +61,7 @@ def apply_in_place(path: Path, patches: list[tuple[int, bytes]], *, crash_after:
         jfd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             for p in parts:
-                _pwrite_all(jfd, p, os.lseek(jfd, 0, os.SEEK_END))
+                pwrite_all(jfd, p, os.lseek(jfd, 0, os.SEEK_END))
             os.fsync(jfd)
         finally:
             os.close(jfd)
@@ -76,7 +70,7 @@ def apply_in_place(path: Path, patches: list[tuple[int, bytes]], *, crash_after:
         for i, (off, data) in enumerate(patches):
             if crash_after is not None and i >= crash_after:
                 return
-            _pwrite_all(fd, data, off)
+            pwrite_all(fd, data, off)
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -123,12 +117,12 @@ def recover(path: Path, direction: str = "back") -> str:
         if direction == "back":
             for off, _new, orig in reversed(recs):
                 if orig:
-                    _pwrite_all(fd, orig, off)
+                    pwrite_all(fd, orig, off)
             os.ftruncate(fd, size)
             done = "rolled-back"
         elif direction == "forward":
             for off, new, _orig in recs:
-                _pwrite_all(fd, new, off)
+                pwrite_all(fd, new, off)
             done = "rolled-forward"
         else:
             raise ValueError("direction must be 'back' or 'forward'")

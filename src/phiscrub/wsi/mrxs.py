@@ -29,6 +29,7 @@ from phiscrub.wsi import mrxs_images
 from phiscrub.wsi.mrxs_index import INDEX_VERSION, Index, Stored, read_index
 from phiscrub.wsi.mrxs_ini import Ini
 from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest, register_format
+from phiscrub.wsi.tiff import apply_copy  # kernel copy, then the patches written over it
 
 SLIDEDAT = "Slidedat.ini"
 SLIDEDAT_MAX = 1 << 20  # OpenSlide's own limit
@@ -386,8 +387,8 @@ def scrub(src: Path, dst: Path, job: SlideJob) -> SlideManifest:
     tmp.mkdir(parents=True)
     try:
         for f, name in enumerate(slide.datafiles):
-            _copy_patched(slide.folder / name, tmp / name, p.data_patches.get(f, []))
-        _copy_patched(slide.folder / slide.index_name, tmp / slide.index_name, p.index_patches)
+            apply_copy(slide.folder / name, tmp / name, p.data_patches.get(f, []))
+        apply_copy(slide.folder / slide.index_name, tmp / slide.index_name, p.index_patches)
         _write(tmp / SLIDEDAT, ini_bytes)
         if out_dir.exists():
             shutil.rmtree(out_dir)
@@ -401,20 +402,6 @@ def scrub(src: Path, dst: Path, job: SlideJob) -> SlideManifest:
     rel = out_dir.name
     p.manifest.outputs = [dst.name, f"{rel}/{SLIDEDAT}", f"{rel}/{slide.index_name}", *(f"{rel}/{n}" for n in slide.datafiles)]
     return p.manifest
-
-
-def _copy_patched(src: Path, dst: Path, patches: list[tuple[int, bytes]]) -> None:
-    shutil.copyfile(src, dst)  # kernel copy: tile bytes never pass through Python
-    fd = os.open(dst, os.O_WRONLY)
-    try:
-        for off, data in patches:
-            view = memoryview(data)
-            while view:
-                n = os.pwrite(fd, view, off)
-                view, off = view[n:], off + n
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -51,15 +51,7 @@ def black_jpeg(w: int, h: int) -> bytes:
 
 
 def label_jpeg(w: int, h: int, text: str) -> bytes:
-    """White label, the pseudonym in black, as large as fits."""
-    img = np.full((h, w, 3), 255, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    scale = 4.0
-    while scale > 0.2:
-        (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
-        if tw <= w * 0.9 and th <= h * 0.5:
-            break
-        scale *= 0.8
-    (tw, th), _ = cv2.getTextSize(text, font, scale, 1)
-    cv2.putText(img, text, (max(0, (w - tw) // 2), (h + th) // 2), font, scale, (0, 0, 0), max(1, int(scale)), cv2.LINE_AA)
-    return _encode(img)
+    """White label, the pseudonym in black, as large as fits (the label every format gets)."""
+    from phiscrub.wsi.labels import render_label
+
+    return _encode(render_label(w, h, text))

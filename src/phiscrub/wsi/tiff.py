@@ -569,14 +569,14 @@ def apply_copy(src: Path, dst: Path, patches: list[tuple[int, bytes]], durable: 
     fd = os.open(dst, os.O_WRONLY)
     try:
         for off, data in patches:
-            _pwrite_all(fd, data, off)
+            pwrite_all(fd, data, off)
         if durable:
             os.fsync(fd)
     finally:
         os.close(fd)
 
 
-def _pwrite_all(fd: int, data: bytes, off: int) -> None:
+def pwrite_all(fd: int, data: bytes, off: int) -> None:
     view = memoryview(data)
     while view:
         n = os.pwrite(fd, view, off)
