@@ -7,6 +7,7 @@ folder does (audit records carry a keyed hash of the source path instead).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -116,6 +117,8 @@ def deidentify(
     if skipped:
         err.print(f"resuming: {skipped} item(s) already done in an earlier run are skipped")
     broker = _broker(broker_key, keys, sdir)
+    if broker is not None:  # workers capture the original IDs beside the pseudonyms they write
+        job = dataclasses.replace(job, broker=True)
     audit = AuditLog(sdir / "audit.jsonl", keys)
     audit.append("run-start", version=__version__, policy=policy_hash,
                  profile=cfg.policy.profile, options=sorted(o.value for o in cfg.policy.options),
@@ -143,7 +146,7 @@ def deidentify(
             if item_keys.get(r.source):  # after the audit record: a kill between the two repeats a record, never loses one
                 state.record(item_keys[r.source], r.status, r.relpath, r.category, getattr(r, "attempts", 1))
             if broker is not None:  # original IDs travel only into the encrypted map
-                broker.add_result(r, dst)
+                broker.add_result(r)
             progress.update(task, advance=1, bad=counts["failed"] + counts["quarantined"])
 
         if local_dst:

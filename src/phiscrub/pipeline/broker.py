@@ -94,15 +94,6 @@ def pairs(originals: dict[str, str], output) -> list[tuple[str, str, str]]:
     return res
 
 
-def pairs_from_files(source: Path, output: Path) -> list[tuple[str, str, str]]:
-    """The same from a source file and its written output (headers only)."""
-    from pydicom import dcmread
-
-    src = dcmread(source, stop_before_pixels=True, force=True)
-    out = dcmread(output, stop_before_pixels=True, force=True)
-    return pairs(capture(src), out)
-
-
 class BrokerMap:
     """Appends encrypted pairs; a pair already in the map is not written again."""
 
@@ -128,19 +119,13 @@ class BrokerMap:
             self.seen.add(line)
             self.added += 1
 
-    def add_result(self, result: object, dst: Path) -> None:
-        """The pairs a worker sent with its result (ItemResult.broker), never audited; for
-        a runner that sends none, taken from a local DICOM source and its output's header."""
+    def add_result(self, result: object) -> None:
+        """The pairs a worker sent with its result (ItemResult.broker: captured from the
+        source before the transform and read from the output after it, wherever the item
+        came from); never audited."""
         triples = getattr(result, "broker", None)
-        if triples is None:
-            src, rel = str(getattr(result, "source", "")), str(getattr(result, "relpath", ""))
-            if getattr(result, "status", "") != "done" or not rel.endswith(".dcm") or not os.path.isfile(src):
-                return
-            try:
-                triples = pairs_from_files(Path(src), dst / rel)
-            except Exception:  # noqa: BLE001 - the output verified; a header it cannot map is skipped
-                return
-        self.add(triples)
+        if triples:
+            self.add(triples)
 
     def close(self) -> None:
         if self._fh is not None:

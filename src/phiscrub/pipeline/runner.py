@@ -26,6 +26,7 @@ from pathlib import Path
 from phiscrub.dicom.reader import read_instance
 from phiscrub.errors import DroppedByPolicy, PhiscrubError
 from phiscrub.keys import KeyRing
+from phiscrub.pipeline import broker
 from phiscrub.pipeline.retry import Attempts, RetryPolicy, is_transient
 from phiscrub.pipeline.sinks import atomic_write
 from phiscrub.pipeline.storage import Item, load_plugins, open_sink, open_source
@@ -51,6 +52,7 @@ class Job:
     studies: frozenset[str] | None = None  # only items of these StudyInstanceUIDs
     plugins: tuple[str, ...] = ()  # modules that register extra schemes, imported by every worker
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    broker: bool = False  # honest broker on: DICOM results carry (kind, original, pseudonym) pairs
 
 
 @dataclass
@@ -65,6 +67,7 @@ class ItemResult:
     manifest: dict | None = None
     attempts: int = 1
     seconds: float = 0.0
+    broker: list | None = None  # honest-broker pairs: only ever into the encrypted map, never audited or shown
 
 
 _JOB: Job | None = None
@@ -210,6 +213,7 @@ def _dicom(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Attempts
     try:
         src = read_instance(data)
         probe = _probe(src, job)  # before the transform changes the dataset in place
+        originals = broker.capture(src) if job.broker else None
         out = transform_dataset(src, job.config, job.keys, job.policy_hash)
 
         def check(written: bytes) -> None:  # the verifier reads what storage holds where it can
@@ -218,7 +222,9 @@ def _dicom(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Attempts
                 raise _Quarantine("; ".join(reasons))
 
         _put(sink, out.relpath, out.data, check, att)
-        return result("done", relpath=out.relpath, manifest=out.manifest)
+        # the transform rewrote ``src`` in place: it now holds the output's pseudonyms
+        pairs = broker.pairs(originals, src) if originals is not None else None
+        return result("done", relpath=out.relpath, manifest=out.manifest, broker=pairs)
     except _Quarantine as q:
         _quarantine_copy(data, job, src_hash)
         return result("quarantined", str(q), "verification")
