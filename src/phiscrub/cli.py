@@ -295,6 +295,7 @@ def demo(
     _ = os
 
 
+import phiscrub.cli_gateway  # noqa: E402,F401  (gateway: the DICOM C-STORE node)
 from phiscrub import cli_jobs  # noqa: E402,F401  (verify, audit, report, broker commands)
 
 
