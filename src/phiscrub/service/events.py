@@ -3,10 +3,9 @@ mode: ce-* headers and the object's JSON as the body) at POST /, and Pub/Sub pus
 deliveries of GCS notifications (OBJECT_FINALIZE; base64 message data plus attributes)
 at POST /v1/pubsub.
 
-Each event is one item keyed by bucket, object and generation (and the policy), with the
-same JobState key the command line gives that object, and claimed in SQLite before any
-work: a redelivered event finds the item finished and does nothing; one delivered twice
-at once finds it claimed and is told to come back (409: Pub/Sub and Eventarc retry a
+Each event is one item keyed by bucket, object and generation, its key claimed in the
+pipeline's JobState (SQLite) before any work: a redelivered event finds the item finished
+and does nothing; one delivered twice at once finds it claimed and is told to come back (409: Pub/Sub and Eventarc retry a
 non-2xx, and the retry then finds it finished). Transient storage trouble answers 503 so
 the platform redelivers; anything else is acknowledged (a quarantined item waits in the
 review queue; redelivering it would not change the verdict).
@@ -23,7 +22,6 @@ from dataclasses import dataclass
 from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 
-from phiscrub.pipeline.state import JobState
 from phiscrub.pipeline.storage import Item
 from phiscrub.service.core import Origin, Service
 from phiscrub.service.uploads import job_for
@@ -161,13 +159,10 @@ async def handle(svc: Service, ev: ObjectEvent, channel: str) -> tuple[int, dict
     policy = svc.settings.event_policy
     job = job_for(svc, policy, svc.settings.event_dst, src=f"gs://{ev.bucket}")
     uri = f"gs://{ev.bucket}/{ev.name}"
-    size = ev.size
-    if size is None:  # a notification without payload: ask the bucket
-        size = await run_in_threadpool(_size_of, svc, uri)
-        if size is None:
-            return 200, {"status": "ignored", "reason": "the object no longer exists"}
-    item = Item(uri, size, ev.generation)
-    key = JobState.key_of(svc.keys, item, job.policy_hash)
+    item = Item(uri, ev.size or 0, ev.generation)  # a notification without payload has no size: the read tells
+    # keyed by bucket, object and generation only: a redelivery after a policy change is
+    # still the same event (a job over the bucket, like the CLI, keys by policy as well)
+    key = svc.keys.hash_hex(f"event:{uri}#{ev.generation}", 32)
     item_id = svc.keys.hash_hex("path:" + uri)
     state, previous = svc.store.claim(key, svc.settings.lease_s)
     if state == "busy":
@@ -189,14 +184,3 @@ async def handle(svc: Service, ev: ObjectEvent, channel: str) -> tuple[int, dict
         body["reason"] = res.reason
     return (503 if res.status == "failed" and res.category == "transient" else 200), body
 
-
-def _size_of(svc: Service, uri: str) -> int | None:
-    from phiscrub.pipeline.objectstore import filesystem
-
-    try:
-        info = filesystem("gs").info(uri.partition("://")[2])
-    except FileNotFoundError:
-        return None
-    except OSError:
-        raise HTTPException(503, "cannot reach the bucket to size the object; retry later") from None
-    return int(info.get("size") or 0)
