@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from phiscrub.cli import ConfigOpt, KeyFileOpt, _load, _usage, app
+from phiscrub.cli import ConfigOpt, _load, _usage, app
 from phiscrub.errors import ConfigError, KeyMissing
 
 
@@ -39,7 +39,7 @@ def gateway(
     backoff_base: Annotated[float, typer.Option("--backoff-base", help="First retry delay bound (s) while the destination is down.")] = 1.0,
     backoff_cap: Annotated[float, typer.Option("--backoff-cap", help="Largest retry delay bound (s).")] = 300.0,
     config: ConfigOpt = None,
-    key_file: KeyFileOpt = None,
+    key_file: Annotated[Optional[Path], typer.Option("--key-file", envvar="PHISCRUB_KEY_FILE", help="Key file (else $PHISCRUB_KEY_FILE, else $PHISCRUB_KEY).")] = None,  # noqa: E501
 ) -> None:
     """DICOM C-STORE node: de-identify what is received, verify it, and forward it (C-STORE or STOW-RS)."""
     from phiscrub.keys import load_key
