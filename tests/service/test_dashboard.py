@@ -19,6 +19,7 @@ from tests.pipeline.corpus import make_corpus
 from tests.service.serve import TOKEN, serve
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # a server process and a job (about 7 s)
 
 
 @pytest.fixture(scope="module")

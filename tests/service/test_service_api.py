@@ -17,6 +17,7 @@ from tests.pipeline.corpus import make_corpus
 from tests.service.serve import TOKEN, serve
 
 MAX = 2_000_000
+pytestmark = pytest.mark.slow  # a server process per module (about 8 s)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
 
@@ -242,3 +243,17 @@ def test_async_job_counters_and_review_reject(server, corpus) -> None:
     from tests.conftest import KEY
 
     assert check_log(server.state / "audit.jsonl", KeyRing(KEY.encode())).ok
+
+
+def test_slide_upload_round_trip(server, tmp_path) -> None:
+    import openslide
+
+    from tests.wsi.slide_factory import make_aperio
+
+    planted = make_aperio(tmp_path / "Quorvath_biopsy.svs")
+    r = server.client().post("/v1/deidentify", content=(tmp_path / "Quorvath_biopsy.svs").read_bytes())
+    assert r.status_code == 200 and r.headers["x-phiscrub-kind"] == "slide" and r.headers["content-type"] == "image/tiff"
+    head = "\n".join(f"{k}: {v}" for k, v in r.headers.items()).encode()
+    assert _scan_bytes(r.content + head, planted.values + ["Quorvath_biopsy"]) == []
+    (tmp_path / "out.svs").write_bytes(r.content)
+    assert openslide.OpenSlide(str(tmp_path / "out.svs")).properties["openslide.vendor"] == "aperio"
