@@ -118,6 +118,7 @@ def test_bad_input_gets_a_clear_4xx_never_a_500(server, corpus) -> None:
         "garbage": (c.post("/v1/deidentify", content=b"\x00garbage\xff" * 500), 415),
         "text": (c.post("/v1/deidentify", content=b"Patient: Quorvath, Annelise\n" * 3), 415),
         "empty": (c.post("/v1/deidentify", content=b""), 400),
+        "a form": (c.post("/v1/deidentify", files={"file": ("Quorvath.dcm", good)}), 415),
         "truncated": (c.post("/v1/deidentify", content=good[: len(good) // 3]), 422),
         "preamble only": (c.post("/v1/deidentify", content=good[:132]), 422),
         "broken TIFF": (c.post("/v1/deidentify", content=b"II*\x00" + b"\xff" * 300), 415),

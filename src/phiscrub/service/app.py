@@ -41,6 +41,7 @@ def create_app(settings: Settings, keys: KeyRing | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         yield
+        jobs.stop(timeout=20)
         svc.close()
 
     app = FastAPI(title="phiscrub", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,

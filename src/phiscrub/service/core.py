@@ -10,6 +10,7 @@ de-identification is CPU-bound, and a burst of uploads must queue, not exhaust m
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +48,9 @@ class Service:
         self.state_dir = settings.state_dir.resolve()
         self.quarantine_dir = self.state_dir / "quarantine"
         self.spool = self.state_dir / "spool"
-        self.spool.mkdir(parents=True, exist_ok=True)
+        if self.spool.exists():  # uploads a killed server left behind are PHI: never kept
+            shutil.rmtree(self.spool, ignore_errors=True)
+        self.spool.mkdir(parents=True, mode=0o700)
         self.store = ServiceStore(self.state_dir)
         self.policies = PolicyBook(settings.policies_dir)
         self.metrics = Metrics()

@@ -49,6 +49,7 @@ class JobManager:
     def __init__(self, svc: Service) -> None:
         self.svc = svc
         self._threads: dict[str, threading.Thread] = {}
+        self._stop = threading.Event()
 
     def start(self, src: str, dst: str, policy: str, workers: int, principal: str) -> str:
         roots = self.svc.settings.job_roots
@@ -74,6 +75,7 @@ class JobManager:
                        workers=workers, requested_by=principal)
         t = threading.Thread(target=self._run, args=(job_id, job, policy, workers, local_dst), daemon=True,
                              name=f"phiscrub-job-{job_id[:8]}")
+        self._threads = {k: v for k, v in self._threads.items() if v.is_alive()}
         self._threads[job_id] = t
         self.svc.metrics.jobs.inc()
         t.start()
@@ -110,6 +112,8 @@ class JobManager:
 
             if workers <= 1:
                 for it in items:
+                    if self._stop.is_set():  # the server is stopping: the rest waits for a resubmission
+                        raise _Stopped()
                     on_result(svc.run_item(it, job))
             else:
                 from phiscrub.pipeline.runner import run
@@ -118,6 +122,10 @@ class JobManager:
             svc.store.update_job(job_id, status="done", ended=time.time())
             svc.audit("job-end", job=job_id, success=counts["success"] + skipped, failure=counts["failure"],
                       skipped=skipped, seconds=round(time.perf_counter() - started, 3))
+        except _Stopped:
+            svc.store.update_job(job_id, status="interrupted", ended=time.time(),
+                                 error="the server stopped: submit the job again (finished items are skipped)")
+            svc.audit("job-end", job=job_id, interrupted=True, success=counts["success"], failure=counts["failure"])
         except Exception as e:  # noqa: BLE001 - the job fails, the server goes on
             why = str(e) if isinstance(e, PhiscrubError) else f"{type(e).__name__}: {getattr(e, 'strerror', None) or 'see the server log'}"
             svc.store.update_job(job_id, status="failed", ended=time.time(), error=why[:300])
@@ -132,10 +140,18 @@ class JobManager:
             raise HTTPException(404, "no such job")
         return operation(row)
 
-    def wait(self, job_id: str, timeout: float) -> None:
-        t = self._threads.get(job_id)
-        if t is not None:
-            t.join(timeout)
+    def stop(self, timeout: float) -> None:
+        """At shutdown: one-worker jobs stop after their current item; pool jobs are given
+        ``timeout`` seconds to finish (then whatever is left is marked interrupted at the
+        next start)."""
+        self._stop.set()
+        end = time.monotonic() + timeout
+        for t in list(self._threads.values()):
+            t.join(max(0.0, end - time.monotonic()))
+
+
+class _Stopped(Exception):
+    pass
 
 
 def _valid_id(job_id: str) -> bool:

@@ -37,6 +37,8 @@ def job_for(svc: Service, policy: str, dst: Path | str, src: str = "", quarantin
 
 async def deidentify_upload(svc: Service, request: Request, policy: str) -> object:
     job_for(svc, policy, svc.spool)  # an unknown policy is refused before the body is read
+    if request.headers.get("content-type", "").lower().startswith("multipart/"):
+        raise HTTPException(415, "send the file's bytes as the request body (curl --data-binary @FILE), not a form")
     path, size, digest = await spool_upload(request, svc.spool, svc.settings.max_upload_bytes)
     folder = path.parent
     try:
