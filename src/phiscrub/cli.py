@@ -296,6 +296,7 @@ def demo(
 
 
 import phiscrub.cli_gateway  # noqa: E402,F401  (gateway: the DICOM C-STORE node)
+import phiscrub.cli_service  # noqa: E402,F401  (serve: the HTTP service)
 from phiscrub import cli_jobs  # noqa: E402,F401  (verify, audit, report, broker commands)
 
 
