@@ -32,7 +32,7 @@ from phiscrub.errors import StorageError, TransientError
 from phiscrub.keys import KeyRing
 from phiscrub.pipeline.retry import RetryPolicy
 from phiscrub.policy.config import Config
-from phiscrub.service.gateway_dest import Destination, open_destination
+from phiscrub.service.gateway_dest import Destination, no_delay, open_destination
 from phiscrub.service.gateway_queue import Row, SpoolQueue
 
 log = logging.getLogger("phiscrub.gateway")
@@ -97,7 +97,7 @@ class Gateway:
             # pynetdicom rejects any other caller at association (rejected-permanent,
             # calling AE title not recognised); an empty list would accept everyone
             ae.require_calling_aet = list(self.opts.allowed) or ["\x00none"]
-        handlers = [(evt.EVT_C_STORE, self._on_store), (evt.EVT_ACCEPTED, self._on_accepted),
+        handlers = [(evt.EVT_CONN_OPEN, no_delay), (evt.EVT_C_STORE, self._on_store), (evt.EVT_ACCEPTED, self._on_accepted),
                     (evt.EVT_REJECTED, self._on_rejected), (evt.EVT_RELEASED, self._on_closed),
                     (evt.EVT_ABORTED, self._on_closed)]
         self._thread = threading.Thread(target=self._pipeline, name="phiscrub-gateway-pipeline", daemon=True)

@@ -43,6 +43,18 @@ def open_destination(uri: str, calling_aet: str, timeout: float = 30.0) -> Desti
     raise ConfigError("--forward is dicom://AET@HOST:PORT or dicomweb+http(s)://HOST/PATH")
 
 
+def no_delay(event) -> None:
+    """TCP_NODELAY on an association's socket (pynetdicom leaves Nagle on): a C-STORE
+    response otherwise waits out the peer's delayed ACK, about 40 ms an instance, which
+    capped the gateway at under 20 instances/s on loopback; with it, about 120/s."""
+    import socket
+
+    try:
+        event.assoc.dul.socket.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
+
+
 class StowDestination:
     def __init__(self, uri: str, timeout: float) -> None:
         from phiscrub.pipeline.dicomweb import DicomwebSink
@@ -91,7 +103,9 @@ class CStoreDestination:
         self.ae.requested_contexts = []
         for sop_class, ts in sorted(self.contexts):
             self.ae.add_requested_context(sop_class, ts)
-        assoc = self.ae.associate(self.host, self.port, ae_title=self.called_aet)
+        from pynetdicom import evt
+
+        assoc = self.ae.associate(self.host, self.port, ae_title=self.called_aet, evt_handlers=[(evt.EVT_CONN_OPEN, no_delay)])
         if not assoc.is_established:
             if assoc.is_rejected:
                 # rejected-permanent (1) with a reason such as an unknown calling AE is a
