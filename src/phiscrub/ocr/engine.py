@@ -11,6 +11,7 @@ Engines are expensive to create (model files are read and ONNX sessions built), 
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
@@ -57,6 +58,23 @@ EngineFactory = Callable[[], TextEngine]
 _FACTORIES: dict[str, EngineFactory] = {}
 _INSTANCES: dict[str, TextEngine] = {}
 _LOCK = threading.Lock()
+_INHERITED: list[dict[str, TextEngine]] = []
+
+
+def _after_fork_in_child() -> None:
+    """A forked child (a pool worker) inherits the parent's engines but not the threads of
+    their runtime: used, or even destroyed, an inherited ONNX session waits for those threads
+    for ever (seen as a hung pool when a process that had run OCR, such as a test session,
+    started workers). The child keeps them unreachable, never destroyed (workers leave with
+    os._exit), and builds its own on first use."""
+    global _LOCK
+    _LOCK = threading.Lock()  # the parent's lock state means nothing here
+    if _INSTANCES:
+        _INHERITED.append(dict(_INSTANCES))
+        _INSTANCES.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 # Engines shipped with phiscrub: name -> module that registers it on import. Imported only
 # when asked for, so choosing one engine never loads another's heavy dependencies.
 _BUILTIN = {"rapidocr": "phiscrub.ocr.rapid"}
