@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -139,8 +140,8 @@ class Gateway:
         key = self.keys.hash_hex("cstore:" + hashlib.sha256(data).hexdigest(), 32)
         try:
             self.queue.add(key, data, aet)
-        except OSError as e:  # the spool is full or gone: the sender keeps its copy and retries
-            log.error("spool write failed (%s): answering out of resources", e.strerror or type(e).__name__)
+        except (OSError, sqlite3.Error) as e:  # the spool is full or gone: the sender keeps its copy and retries
+            log.error("spool write failed (%s): answering out of resources", getattr(e, "strerror", None) or type(e).__name__)
             return STATUS_OUT_OF_RESOURCES
         with self._lock:
             if id(event.assoc) in self._per_assoc:
@@ -168,18 +169,22 @@ class Gateway:
                 self._drain_events(audit)
                 now = time.monotonic()
                 worked = False
-                if now >= deid_after:
-                    for row in self.queue.rows("received", 8):
-                        if not self._deidentify(row, job, state, audit):
-                            deid_after = time.monotonic() + self.backoff.delay(1)
-                            break
+                try:
+                    if now >= deid_after:
+                        for row in self.queue.rows("received", 8):
+                            if not self._deidentify(row, job, state, audit):
+                                deid_after = time.monotonic() + self.backoff.delay(1)
+                                break
+                            worked = True
+                    if now >= forward_after and self.queue.rows("outbox", 1):
+                        ok = self._forward(state, audit, failures)
+                        failures = 0 if ok else failures + 1
+                        if not ok:
+                            forward_after = time.monotonic() + self.backoff.delay(failures)
                         worked = True
-                if now >= forward_after and self.queue.rows("outbox", 1):
-                    ok = self._forward(state, audit, failures)
-                    failures = 0 if ok else failures + 1
-                    if not ok:
-                        forward_after = time.monotonic() + self.backoff.delay(failures)
-                    worked = True
+                except Exception as e:  # noqa: BLE001 - the thread must outlive a bad moment (disk, database)
+                    log.error("pipeline error (%s): pausing before the next try", type(e).__name__)
+                    deid_after = forward_after = time.monotonic() + self.backoff.delay(2)
                 if self._stop.is_set():
                     break
                 if not worked:
