@@ -99,18 +99,17 @@ def load_plugins(modules: tuple[str, ...] | list[str]) -> None:
 
 
 def open_source(uri: str, **options: object) -> Source:
-    scheme = scheme_of(uri)
-    _load(scheme)
-    factory = _SOURCES.get(scheme)
-    if factory is None:
-        raise ValueError(f"no source for {scheme}:// (known: {sorted(_SOURCES)})")
-    return factory(uri, **options)
+    return _factory(_SOURCES, uri, "source")(uri, **options)
 
 
 def open_sink(uri: str, **options: object) -> Sink:
+    return _factory(_SINKS, uri, "destination")(uri, **options)
+
+
+def _factory(table: dict, uri: str, what: str):
     scheme = scheme_of(uri)
     _load(scheme)
-    factory = _SINKS.get(scheme)
+    factory = table.get(scheme)
     if factory is None:
-        raise ValueError(f"no destination for {scheme}:// (known: {sorted(_SINKS)})")
-    return factory(uri, **options)
+        raise ValueError(f"no {what} for {scheme}:// (known: {sorted(table)})")
+    return factory

@@ -39,12 +39,7 @@ def scrub_common(ctx: Ctx, owned: frozenset[int]) -> None:
                     ctx.manifest.fields[f"tiff.{name}"] = "remove"
                     rw.delete(ifd, tag)
                 continue
-            value = t.ascii(ifd, tag) or ""
-            new = ctx.decide(fields, name, value, record=f"tiff.{name}")
-            if new is None:
-                rw.delete(ifd, tag)
-            elif new != value:
-                rw.set_ascii(ifd, tag, new)
+            ctx.rewrite_ascii(t, rw, ifd, tag, fields, name, f"tiff.{name}")
 
 
 class GenericTiff:

@@ -51,12 +51,7 @@ class Hamamatsu:
                     ctx.manifest.fields[f"hamamatsu.{name}"] = "remove"
                     rw.delete(ifd, tag)
                     continue
-                value = t.ascii(ifd, tag) or ""
-                new = ctx.decide(fields, name, value, record=f"hamamatsu.{name}")
-                if new is None:
-                    rw.delete(ifd, tag)
-                elif new != value:
-                    rw.set_ascii(ifd, tag, new)
+                ctx.rewrite_ascii(t, rw, ifd, tag, fields, name, f"hamamatsu.{name}")
 
     def _property_map(self, ctx: Ctx, ifd: Ifd) -> None:
         fields = field_list("hamamatsu")

@@ -69,6 +69,15 @@ class Ctx:
         The source value joins the PHI set the verifier looks for, unless kept."""
         return self.apply(fields.action(name), value, record or f"{fields.format}.{name}")
 
+    def rewrite_ascii(self, t: TiffSlide, rw: Rewriter, ifd: Ifd, tag: int, fields: FieldList, name: str, record: str) -> None:
+        """One ASCII tag per the format's list: removed, replaced or left as it is."""
+        value = t.ascii(ifd, tag) or ""
+        new = self.decide(fields, name, value, record=record)
+        if new is None:
+            rw.delete(ifd, tag)
+        elif new != value:
+            rw.set_ascii(ifd, tag, new)
+
     def apply(self, act: str, value: str, record: str) -> str | None:
         self.manifest.fields[record] = act
         v = value.strip()
