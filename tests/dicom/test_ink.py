@@ -99,3 +99,54 @@ def test_recheck_sees_text_beside_a_fill_but_not_the_fill_itself() -> None:
     _draw(out[0], "42", (line.x + line.w + 4, 33), 20)  # a remnant just right of the box
     wider = Box(detector.x, detector.y, detector.w + 40, detector.h)
     assert ink_outside(brightness(out), wider, [line]) >= detector.h
+
+
+def test_single_frame_recheck_bands_hold_each_box_and_a_line_around_it() -> None:
+    from phiscrub.dicom.burned_in import BAND_SHARE, _bands
+
+    top, bottom = Box(10, 8, 120, 14, None, "phi-name"), Box(300, 480, 150, 20, None, "phi-id")
+    bands = _bands([top, bottom], 512)
+    assert bands == [(0, 38), (460, 512)]  # a line height (at least 16 rows) above and below
+    near = Box(10, 40, 80, 12, None, "phi-date")  # close to the first band: joined to it
+    assert _bands([top, near, bottom], 512) == [(0, 68), (460, 512)]
+    # boxes all over the image: the re-check looks at all of it
+    spread = [Box(0, y, 50, 20, None, "x") for y in range(0, 512, 60)]
+    assert _bands(spread, 512) is None and BAND_SHARE < 1
+    assert _bands([], 512) is None
+
+
+def test_recheck_remnants_are_line_sized_and_text_reads_as_text() -> None:
+    from phiscrub.dicom.boxes import TextBox
+    from phiscrub.dicom.burned_in import _reads_as_text, _same_line
+
+    line = Box(10, 100, 150, 20, None, "phi-name")
+    assert _same_line(Box(150, 101, 60, 19, None, ""), line)  # the end of the line the fill missed
+    tall = Box(3, 149, 47, 97, None, "all-text")  # a stack of lines blanked as one box
+    region = Box(27, 110, 429, 219, None, "")  # the detector's box over a sector of anatomy
+    assert not _same_line(region, tall)
+    assert not _reads_as_text(TextBox(0, 0, 9, 9, "灣路", 0.0))  # speckle read as CJK glyphs
+    assert not _reads_as_text(TextBox(0, 0, 9, 9, "浦江行", 0.1))
+    assert _reads_as_text(TextBox(0, 0, 9, 9, "山田太郎", 0.9))
+    assert _reads_as_text(TextBox(0, 0, 9, 9, "ID 12", 0.2)) and not _reads_as_text(TextBox(0, 0, 9, 9, "-:", 0.9))
+
+
+def test_line_boxes_keep_faint_text_beside_a_bright_label() -> None:
+    """A bright "MRN:" and a faint number on one line: the box keeps the number's columns
+    (cut to the label's ink, it left the number legible, and the re-check missed it)."""
+    img = np.zeros((60, 300), dtype=np.uint8)
+    label = _draw(img, "MRN:", (12, 20), 255, 20)
+    digits = _draw(img, "35044959", (70, 20), 40, 20)  # faint: 40 grey levels on black
+    x0, y0 = label[0] - 8, min(label[1], digits[1]) - 10
+    detector = Box(x0, y0, digits[2] + 8 - x0, max(label[3], digits[3]) + 10 - y0)
+    got = shrink_to_contrast(brightness(img[None]), detector)
+    assert got.x <= digits[0] and got.x + got.w >= digits[2]
+    assert got.y <= digits[1] and got.y + got.h >= digits[3]
+
+
+def test_line_boxes_keep_faint_text_above_a_bright_graphic() -> None:
+    img = np.zeros((60, 300), dtype=np.uint8)
+    digits = _draw(img, "35044959", (20, 12), 76, 20)  # faint text ...
+    img[digits[3] - 2:digits[3] + 1, 10:250] = 255  # ... over a bright scale bar
+    detector = Box(4, digits[1] - 8, 260, digits[3] - digits[1] + 16)
+    got = shrink_to_contrast(brightness(img[None]), detector)
+    assert got.y <= digits[1] and got.y + got.h >= digits[3]

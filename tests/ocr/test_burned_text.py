@@ -153,3 +153,54 @@ def test_truetype_text(engine) -> None:
     side[:, :400] = False
     found = detect_text(img, "MONOCHROME2", None, engine)
     _check(found, {"name": name, "side": side}, {"name"}, {"side"})
+
+
+def test_cine_through_clean_pixels_rereads_only_what_can_change(engine, monkeypatch) -> None:
+    """The whole stage on a clip: name and clock are covered on every frame, a label stays.
+    The re-check reads again what lies over moving pixels (a clock, anything over the
+    sector), but not a label on the static border that the first pass already read."""
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+
+    from phiscrub.dicom.burned_in import clean_pixels
+    from phiscrub.dicom.pixels import decode_frames
+    from phiscrub.ocr.rapid import RapidOcrEngine
+    from phiscrub.policy.pixels_config import PixelsConfig
+
+    n, shape = 10, (512, 512)
+    frames = np.stack([speckle(shape, seed=3, shift=6 * k) for k in range(n)])
+    fixed = _layout(shape)
+    for m in fixed.values():
+        frames[:, m] = 255
+    clocks = [text_mask(shape, f"10:15:{30 + k:02d}", (200, 500), 0.5) for k in range(n)]
+    for k in range(n):
+        frames[k][clocks[k]] = 255
+    ds = Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = UltrasoundMultiFrameImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "US"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.StudyTime = "DAVIDSON^DOUGLAS", "MRN4471923", "19520314", "101530"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = shape[0], shape[1], n
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = frames.tobytes()
+
+    label = fixed["freq"]  # on the black border: the same pixels in every frame
+    reads_over_label: list[int] = []
+    real_read = RapidOcrEngine.read
+
+    def counting_read(self, image, rects):
+        reads_over_label.extend(1 for x, y, w, h in rects if label[y:y + h, x:x + w].any())
+        return real_read(self, image, rects)
+
+    monkeypatch.setattr(RapidOcrEngine, "read", counting_read)
+    out = clean_pixels(ds, PixelsConfig(text_redaction="sensitive"))
+    assert out.performed and ds.BurnedInAnnotation == "NO"
+    after = decode_frames(ds)
+    for k in range(n):
+        for key in PHI:
+            assert not (after[k][fixed[key]] == 255).any(), (key, k)
+        assert not (after[k][clocks[k]] == 255).any(), k  # the clock of every frame
+        assert (after[k][label] == 255).all()  # the label is kept
+    assert len(reads_over_label) == 1  # read by the first pass; the re-check knew it

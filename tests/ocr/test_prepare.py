@@ -185,3 +185,77 @@ def test_tall_boxes_are_read_as_lines() -> None:
 def test_empty_input(photometric: str) -> None:
     shape = (0, 10, 10, 3) if photometric == "RGB" else (0, 10, 10)
     assert detect_text(np.zeros(shape, np.uint8), photometric, None, BlockEngine()) == []
+
+
+def _detected(views) -> list[str]:
+    return [v.name for v in views if v.detect]
+
+
+def test_balanced_detects_one_clahe_per_image_and_an_inverted_window() -> None:
+    ds = pydicom.dcmread(TEST_FILES / "CT_small.dcm")
+    views = detection_views(ds.pixel_array, "MONOCHROME2", (40, 400), ds=ds, variants="balanced")
+    # the window and the full range are read from; only the CLAHE of the widest rendering
+    # and the inverted window are handed to the detector
+    assert sorted(_detected(views)) == ["p0-full-clahe", "p0-window-inv"]
+    assert {v.name for v in views if not v.detect} == {"p0-window", "p0-full"}
+
+
+def test_balanced_clip_reads_sampled_frames_and_detects_projections() -> None:
+    frames = np.stack([np.full((400, 400), 20 + 10 * k, np.uint8) for k in range(5)])
+    for k in range(5):
+        frames[k, 50:60, 40 + 20 * k:140 + 20 * k] = 250
+    views = detection_views(frames, "MONOCHROME2", variants="balanced")
+    sampled = [v for v in views if v.frame]
+    assert len(sampled) == 3 and not any(v.detect for v in sampled)  # first, middle, last: read only
+    assert _detected(views) and all(not v.frame for v in views if v.detect)
+    # looking at frames one by one (a re-check), every frame is detected on
+    each = detection_views(frames[:3], "MONOCHROME2", variants="balanced", project=False)
+    assert [v.name for v in each if v.detect][:3] == ["p0-stored", "p1-stored", "p2-stored"]
+    assert not any(v.frame for v in each)
+
+
+def test_clip_boxes_are_read_from_the_finder_then_the_frames() -> None:
+    frames = np.zeros((5, 400, 400), np.uint8)
+    frames[:, 40:52, 20:200] = 255  # static
+    eng = TwoStageBlocks()
+    found = detect_text(frames, "MONOCHROME2", None, eng)
+    assert len(found) == 1 and len(eng.reads) == 1  # a good first reading is not repeated
+
+
+class LowScoreBlocks(TwoStageBlocks):
+    def read(self, image: np.ndarray, rects: list[Rect]) -> list[tuple[str, float]]:
+        self.reads += rects
+        return [("?", 0.1) for _ in rects]
+
+
+def test_a_box_read_badly_is_read_at_most_max_reads_times() -> None:
+    from phiscrub.ocr.prepare import MAX_READS
+
+    frames = np.random.default_rng(1).integers(0, 100, (9, 400, 400), dtype=np.uint8)  # every view differs
+    frames[:, 40:52, 20:200] = 255
+    eng = LowScoreBlocks()
+    found = detect_text(frames, "MONOCHROME2", None, eng, variants="auto")
+    assert len(found) == 1
+    assert len(detection_views(frames, "MONOCHROME2", variants="auto")) > MAX_READS  # five views found it
+    assert len(eng.reads) == MAX_READS
+
+
+def test_skip_read_leaves_known_boxes_unread() -> None:
+    img = np.zeros((400, 400), np.uint8)
+    img[40:52, 20:200] = 255
+    img[300:312, 20:200] = 255
+    eng = TwoStageBlocks()
+    found = detect_text(img, "MONOCHROME2", None, eng, skip_read=lambda r: r[1] < 100)
+    assert len(found) == 2 and len(eng.reads) == 1
+    assert sorted((b.y < 100, b.text) for b in found) == [(False, "184x16"), (True, "")]
+
+
+def test_rows_limit_detection_to_bands() -> None:
+    img = np.zeros((512, 512), np.uint8)
+    img[20:32, 20:200] = 255  # inside the first band
+    img[250:262, 20:200] = 255  # in no band
+    img[470:482, 300:480] = 255  # inside the second band
+    eng = TwoStageBlocks()
+    found = detect_text(img, "MONOCHROME2", None, eng, read=False, rows=[(0, 60), (440, 512)])
+    assert sorted(b.y for b in found) == [18, 468]  # in image coordinates, grown 2 px
+    assert sorted(eng.calls) == [(60, 512), (72, 512)]

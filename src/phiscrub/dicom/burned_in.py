@@ -83,6 +83,14 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
 
     allow = list(cfg.allow) if cfg.allow else None  # None: the matcher's built-in list
     seen: list = []  # every text box of the first pass, sensitive or not
+    still: list = []
+
+    def static():
+        """(rows, cols) True where every frame of the source holds the same pixel."""
+        if not still:
+            same = (frames == frames[:1]).all(axis=0)
+            still.append(same.all(axis=-1) if same.ndim == 3 else same)
+        return still[0]
 
     def leftovers(stack) -> list[Box]:
         """What the re-check still finds outside the boxes. Text touching a box that is
@@ -94,7 +102,8 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         pass looked."""
         located = []
         if n_frames == 1:
-            located = detect_text(stack, photometric, window, engine, ds=ds, read=False, variants="single")
+            located = detect_text(stack, photometric, window, engine, ds=ds, read=False, variants="single",
+                                  rows=_bands(padded, rows))
         else:
             located, judged = find(stack, recheck=True)
         new = [t for t in located if not _covered(t, padded) and not _covered(t, seen, 0.7)]
@@ -110,8 +119,10 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         return remnants + [b for b in judged if not _covered(b, padded) and not any(_overlap(b, r) for r in remnants)]
 
     def judge(found, recheck: bool) -> list[Box]:
-        if recheck and mode == "all":  # only what reads as text: two letters or digits
-            found = [t for t in found if sum(c.isalnum() for c in t.text) >= 2]
+        if recheck and mode == "all":
+            # only what reads as text: two letters or digits, read with some confidence (the
+            # recogniser reads speckle as CJK glyphs, letters to str.isalnum, at 0.0-0.4)
+            found = [t for t in found if _reads_as_text(t)]
         return classify(found, terms, mode, cfg.threshold, allow, list(cfg.patterns))
 
     def find(stack, recheck: bool = False) -> tuple[list, list[Box]]:
@@ -123,9 +134,18 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         # the first pass looks through every view; the re-check of redacted frames uses the
         # quicker set (what it must catch is text the first pass never saw, e.g. a clock)
         views = "auto" if recheck else cfg.views
+        # A clip's re-check reads what it finds again, since text can change between
+        # frames; but where every frame holds the same pixels, what the first pass read
+        # and judged harmless says the same in every frame, and is not read again.
+        skip = None
+        if recheck and n_frames > 1:
+            def skip(r) -> bool:
+                x, y, w, h = r
+                return bool(static()[y:y + h, x:x + w].all()) and _covered(Box(x, y, w, h, None, ""), seen, 0.7)
         # a re-check looks at each sampled frame itself: their min/max add nothing there
-        found = detect_text(stack, photometric, window, engine, ds=ds, read=read, variants=views, project=not recheck)
-        judged = judge(found, recheck)
+        found = detect_text(stack, photometric, window, engine, ds=ds, read=read, variants=views, project=not recheck,
+                            skip_read=skip)
+        judged = judge([t for t in found if skip is None or not skip((t.x, t.y, t.w, t.h))], recheck)
         if not recheck:
             # only text judged harmless may be recognised again without a second reading:
             # what remains of a sensitive line after redaction must always be read again
@@ -222,6 +242,30 @@ def _inpaint(frames, boxes: list[Box]):
     return out
 
 
+BAND_SHARE = 0.6  # bands covering more of the image than this: look at all of it
+
+
+def _bands(boxes: list[Box], rows: int) -> list[tuple[int, int]] | None:
+    """Row bands around redacted boxes, for a single frame's re-check: None for the whole
+    image.
+
+    Why this is enough: a single frame's re-check looks at the same pixels the first pass
+    did, except inside the fills. What it is for is what a fill left of its line (a last
+    letter, a descender), which lies in the fill's own rows. Each band reaches a line
+    height (at least 16 rows) beyond its box, so the detector sees the line whole and
+    with the context around it; full width, since a line runs sideways."""
+    spans = sorted((max(0, b.y - max(16, b.h)), min(rows, b.y + b.h + max(16, b.h))) for b in boxes if b.h > 0)
+    merged: list[list[int]] = []
+    for a, z in spans:
+        if merged and a <= merged[-1][1] + 16:
+            merged[-1][1] = max(merged[-1][1], z)
+        else:
+            merged.append([a, z])
+    if not merged or sum(z - a for a, z in merged) > BAND_SHARE * rows:
+        return None
+    return [(a, z) for a, z in merged]
+
+
 def _sample(frames, n: int):
     count = frames.shape[0]
     if count <= n:
@@ -244,11 +288,21 @@ def _as_box(t) -> Box:
     return Box(t.x, t.y, t.w, t.h, None, "text")
 
 
+def _reads_as_text(t) -> bool:
+    """'all' mode's re-check test for text: two ASCII letters or digits read at a score of
+    0.1 or more, or two letters of any script at 0.5 or more."""
+    ascii_alnum = sum(c.isascii() and c.isalnum() for c in t.text)
+    return (ascii_alnum >= 2 and t.score >= 0.1) or (sum(c.isalnum() for c in t.text) >= 2 and t.score >= 0.5)
+
+
 def _same_line(t, p) -> bool:
-    """Text ``t`` (a detector's box) continues the line redacted by ``p``: it touches p and
-    its middle lies within p's rows."""
+    """Text ``t`` (a detector's box) continues the line redacted by ``p``: it touches p, its
+    middle lies within p's rows, and most of its rows are p's. (A box the detector drew
+    over a whole region of anatomy can have its middle in a tall box's rows: it is no
+    remnant of a line, and blanking it lost a third of an ultrasound sector.)"""
     middle = t.y + t.h / 2
-    return _overlap(t, p) and p.y <= middle <= p.y + p.h and t.h <= 2.5 * max(1, p.h)
+    shared = min(t.y + t.h, p.y + p.h) - max(t.y, p.y)
+    return _overlap(t, p) and p.y <= middle <= p.y + p.h and t.h <= 2.5 * max(1, p.h) and shared >= 0.5 * t.h
 
 
 def _covered(b: Box, boxes: list[Box], need: float = 0.9) -> bool:

@@ -19,8 +19,8 @@ small ones are enlarged.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -39,6 +39,10 @@ LOW_CONTRAST = 96  # grey levels between the 0.1 and 99.9th percentile below whi
 SAME_VIEW = 1.5  # mean absolute difference (grey levels) under which two views count as one
 VARIANTS = ("auto", "balanced", "all", "none", "single")
 REREAD_BELOW = 0.5  # recognition score under which a box is read again from another view
+# ... at most this many times in all: a box still read badly from three views holds no
+# legible text (in the bench set, such boxes were speckle read as a CJK glyph, each read
+# from every view of a clip: 6 reads for nothing)
+MAX_READS = 3
 
 COLOR = {"RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "YBR_PARTIAL_420", "YBR_PARTIAL_422"}
 _YBR_TO_CONVERT = {"YBR_FULL", "YBR_FULL_422"}
@@ -57,6 +61,7 @@ class View:
     name: str
     base: str = ""
     detect: bool = True
+    frame: bool = False  # one sampled frame of a clip (read from when its projections read badly)
 
 
 # ----------------------------------------------------------------------------- frames
@@ -310,6 +315,8 @@ def detection_views(
     primary = {n for k, n in enumerate(plain) if k == 0 or n.split("-")[0] != plain[k - 1].split("-")[0]}
     if n_sampled and len(imgs) > n_sampled + 1:
         primary -= {n for n in plain if n.split("-")[0] == f"p{len(imgs) - 1}"}
+    # each image's last rendering is its widest (the full range when the window clips it)
+    widest = {n for k, n in enumerate(plain) if k == len(plain) - 1 or n.split("-")[0] != plain[k + 1].split("-")[0]}
     if variants != "none":
         for n, v in named:
             # sampled frames of a clip are there for text that changes (clocks, counters),
@@ -324,28 +331,39 @@ def detection_views(
             low = _low_contrast(v)
             if variants == "all" or low:
                 extra.append((n + "-stretch", _stretch(v)))
-            if variants == "all" or (variants == "balanced" and not low and v.ndim == 2):
+            # one CLAHE per image, of its widest rendering: local contrast shows text at any
+            # level of the range, so the window's CLAHE found nothing more (both bench sets)
+            if variants == "all" or (variants == "balanced" and not low and v.ndim == 2 and n in widest):
                 extra.append((n + "-clahe", _clahe(v)))
             if variants == "all" or (variants == "balanced" and n in primary):
                 extra.append((n + "-inv", 255 - v))
     out: list[View] = []
+    alias: dict[str, str] = {}  # a plain rendering dropped as a twin -> the view kept for it
     for n, v in named + extra:
         base = "" if n in plain else n.rsplit("-", 1)[0]
-        # 'balanced' detects on a grey image's contrast variants only; sampled clip frames
-        # and colour images (whose colours show their text) are detected on as they are
-        detect = bool(base) or variants not in ("balanced", "single") or v.ndim == 3 or sampled(n)
+        base = alias.get(base, base)
+        # 'balanced' detects on a grey image's contrast variants only, and colour images
+        # (whose colours show their text) as they are. A clip's sampled frames are only
+        # read from: their text is in the projections, and the re-check detects on
+        # redacted frames anyway (three detector passes fewer per clip).
+        if variants in ("balanced", "single"):
+            detect = (not project or not sampled(n)) and (bool(base) or v.ndim == 3 or sampled(n))
+        else:
+            detect = True
         twin = next((k for k, o in enumerate(out) if _same(v, o.image)), None)
         if twin is not None:
             if detect and not out[twin].detect:
-                out[twin] = View(out[twin].image, 1, out[twin].name, out[twin].base, True)
+                out[twin] = replace(out[twin], detect=True)
+            if not base:
+                alias[n] = out[twin].name
             continue
-        out.append(View(v, 1, n, base, detect))
+        out.append(View(v, 1, n, base, detect, project and not base and sampled(n)))
     h, w = out[0].image.shape[:2] if out else (0, 0)
     factor = _enlarge_factor(h, w)
     if factor > 1:
         import cv2
 
-        out = [View(cv2.resize(o.image, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC), factor, o.name, o.base, o.detect)
+        out = [replace(o, image=cv2.resize(o.image, (w * factor, h * factor), interpolation=cv2.INTER_CUBIC), scale=factor)
                for o in out]
     return out
 
@@ -452,6 +470,8 @@ def detect_text(
     variants: str = "auto",
     read: bool = True,
     project: bool = True,
+    skip_read: Callable[[Rect], bool] | None = None,
+    rows: Sequence[tuple[int, int]] | None = None,
 ) -> list[TextBox]:
     """Text lines in the stored pixels of one image or a stack of frames.
 
@@ -462,7 +482,10 @@ def detect_text(
     tiles and frames (for a stack, they apply to every frame), each with its text read.
     ``read`` False skips recognition on two-stage engines (text ''): enough for mode
     'all', where every box is blanked whatever it says, and about half the time.
-    ``variants`` and ``project``: see :func:`detection_views`.
+    ``variants`` and ``project``: see :func:`detection_views`. ``skip_read``: boxes (merged,
+    stored coordinates) for which it returns True come back unread (text '', score 0):
+    the caller already knows what they say. ``rows``: [start, stop) stored-row bands to
+    look in, full width (None: the whole image).
     """
     views = detection_views(frames, photometric, window, ds=ds, variants=variants, project=project)
     if not views:
@@ -477,8 +500,10 @@ def detect_text(
         if not view.detect:
             continue
         vh, vw = view.image.shape[:2]
-        for y0, x0, y1, x1 in tiles(vh, vw):
-            tile = view.image[y0:y1, x0:x1]
+        bands = [(0, vh)] if rows is None else [(a * view.scale, min(vh, b * view.scale)) for a, b in rows]
+        for band0, y0, x0, y1, x1 in ((b0, *t) for b0, b1 in bands if b1 > b0 for t in tiles(b1 - b0, vw)):
+            tile = view.image[band0 + y0:band0 + y1, x0:x1]
+            y0 += band0
             if two_stage:
                 found = [(r, ("", 0.0)) for r in engine.locate(tile)]  # type: ignore[attr-defined]
             else:
@@ -499,10 +524,21 @@ def detect_text(
     if not read:
         return [TextBox(*rect, "", 0.0) for rect, _ in groups]
     index = {v.name: k for k, v in enumerate(views)}
-    # a box is read first from the plain rendering its finder was made from, if any
-    choices = [sorted({source[i] for i in members} | {index[views[source[i]].base] for i in members if views[source[i]].base})
-               for _, members in groups]
-    return _read_groups(engine, views, [r for r, _ in groups], choices)  # type: ignore[arg-type]
+    # a box is read first from the plain rendering its finder was made from, if any; a
+    # clip's box read badly there (a clock smeared in the max projection) is read again
+    # from the sampled frames
+    frames_read = [k for k, v in enumerate(views) if v.frame]
+    choices = []
+    for _, members in groups:
+        found = sorted({source[i] for i in members} | {index[views[source[i]].base] for i in members if views[source[i]].base})
+        choices.append(found + [k for k in frames_read if k not in found])
+    wanted = [k for k, (r, _) in enumerate(groups) if skip_read is None or not skip_read(r)]
+    line_h = float(np.median([r[3] for r, _ in groups])) if groups else None  # of every line found, read or not
+    got = _read_groups(engine, views, [groups[k][0] for k in wanted], [choices[k] for k in wanted], line_h)  # type: ignore[arg-type]
+    out = [TextBox(*r, "", 0.0) for r, _ in groups]
+    for k, box in zip(wanted, got, strict=True):
+        out[k] = box
+    return out
 
 
 def read_boxes(
@@ -538,17 +574,20 @@ def _strips(rect: Rect, line_h: float) -> list[Rect]:
 TALL = 1.7  # a merged box this many median line heights tall is read as strips
 
 
-def _read_groups(engine: TwoStageEngine, views: list[View], boxes: list[Rect], choices: list[list[int]]) -> list[TextBox]:
+def _read_groups(engine: TwoStageEngine, views: list[View], boxes: list[Rect], choices: list[list[int]],
+                 line_h: float | None = None) -> list[TextBox]:
     """Read each box once, from the first of its views (indices in reading priority);
-    boxes read poorly are read again from the next."""
+    boxes read poorly are read again from the next. ``line_h``: the usual line height
+    (default: the median of ``boxes``)."""
     if not boxes:  # nothing found: no line height to take a median of
         return []
-    line_h = float(np.median([r[3] for r in boxes]))
+    if line_h is None:
+        line_h = float(np.median([r[3] for r in boxes]))
     parts = [_strips(r, line_h) for r in boxes]
     results: list[tuple[str, float]] = [("", 0.0)] * len(boxes)
     pending = list(range(len(boxes)))
     attempt = 0
-    while pending:
+    while pending and attempt < MAX_READS:
         by_view: dict[int, list[int]] = {}
         for g in pending:
             if attempt < len(choices[g]):
