@@ -37,10 +37,11 @@ def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60
     raise RuntimeError(f"{what} did not listen on {port}")
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """Ask a server to stop; kill it if it has not within ``timeout`` seconds."""
     proc.terminate()
     try:
-        proc.wait(10)
+        proc.wait(timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
@@ -62,7 +63,7 @@ def gcs_emulator() -> Iterator[str]:
         _wait_port(port, proc, "gcp-storage-emulator")
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def s3_server() -> Iterator[str]:
         _wait_port(port, proc, "moto_server")
         yield f"http://127.0.0.1:{port}"
     finally:
-        _stop(proc)
+        stop_process(proc)
 
 
 @pytest.fixture
@@ -111,5 +112,5 @@ def dask_cluster() -> Iterator[str]:
         yield address
     finally:
         if workers is not None:
-            _stop(workers)
-        _stop(sched)
+            stop_process(workers)
+        stop_process(sched)

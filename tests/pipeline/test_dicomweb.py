@@ -336,7 +336,7 @@ def test_missing_instance_and_bad_uris(src_store: Orthanc) -> None:
 
 
 def test_connection_refused_is_transient() -> None:
-    from .orthanc_server import free_port
+    from .servers import free_port
 
     src = open_source(f"dicomweb+http://127.0.0.1:{free_port()}/dicom-web")
     with pytest.raises(TransientError) as e:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import KEY
-from tests.pipeline.servers import free_port
+from tests.pipeline.servers import free_port, stop_process
 
 TOKEN = "svc-token-5f1c0a9e7b2d4c68"
 REPO = Path(__file__).resolve().parents[2]
@@ -69,9 +69,4 @@ def serve(work: Path, env: dict[str, str] | None = None, args: tuple[str, ...] =
             time.sleep(0.1)
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 20)

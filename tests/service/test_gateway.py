@@ -27,7 +27,8 @@ import requests
 
 from tests.conftest import KEY
 from tests.pipeline.corpus import make_corpus
-from tests.pipeline.orthanc_server import free_port, require_orthanc
+from tests.pipeline.orthanc_server import require_orthanc
+from tests.pipeline.servers import free_port, stop_process
 
 GW_AET = "PHISCRUBGW"
 MODALITY = "MODALITY1"
@@ -78,12 +79,7 @@ def orthanc_node(folder: Path, dicom_port: int | None = None) -> Iterator[Orthan
         assert proc.poll() is None, f"Orthanc exited: see {folder / 'orthanc.log'}"
         yield OrthancNode(url, dicom)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 15)
         log.close()
 
 
