@@ -9,6 +9,7 @@ patient's name to recognise, the manufacturer and model for static rules). Heavy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 from pydicom.dataset import Dataset
 
@@ -83,14 +84,12 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
 
     allow = list(cfg.allow) if cfg.allow else None  # None: the matcher's built-in list
     seen: list = []  # every text box of the first pass, sensitive or not
-    still: list = []
 
+    @cache
     def static():
         """(rows, cols) True where every frame of the source holds the same pixel."""
-        if not still:
-            same = (frames == frames[:1]).all(axis=0)
-            still.append(same.all(axis=-1) if same.ndim == 3 else same)
-        return still[0]
+        same = (frames == frames[:1]).all(axis=0)
+        return same.all(axis=-1) if same.ndim == 3 else same
 
     def leftovers(stack) -> list[Box]:
         """What the re-check still finds outside the boxes. Text touching a box that is
@@ -243,6 +242,7 @@ def _inpaint(frames, boxes: list[Box]):
 
 
 BAND_SHARE = 0.6  # bands covering more of the image than this: look at all of it
+BAND_REACH = 16  # rows a band reaches beyond its box at least (and the gap it bridges)
 
 
 def _bands(boxes: list[Box], rows: int) -> list[tuple[int, int]] | None:
@@ -254,10 +254,11 @@ def _bands(boxes: list[Box], rows: int) -> list[tuple[int, int]] | None:
     letter, a descender), which lies in the fill's own rows. Each band reaches a line
     height (at least 16 rows) beyond its box, so the detector sees the line whole and
     with the context around it; full width, since a line runs sideways."""
-    spans = sorted((max(0, b.y - max(16, b.h)), min(rows, b.y + b.h + max(16, b.h))) for b in boxes if b.h > 0)
+    spans = sorted((max(0, b.y - max(BAND_REACH, b.h)), min(rows, b.y + b.h + max(BAND_REACH, b.h)))
+                   for b in boxes if b.h > 0)
     merged: list[list[int]] = []
     for a, z in spans:
-        if merged and a <= merged[-1][1] + 16:
+        if merged and a <= merged[-1][1] + BAND_REACH:
             merged[-1][1] = max(merged[-1][1], z)
         else:
             merged.append([a, z])

@@ -382,6 +382,11 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()) < SAME_VIEW
 
 
+def _band_tiles(bands: Sequence[tuple[int, int]], w: int) -> list[tuple[int, int, int, int]]:
+    """:func:`tiles` of each [start, stop) row band of a w-wide image, in image coordinates."""
+    return [(b0 + y0, x0, b0 + y1, x1) for b0, b1 in bands if b1 > b0 for y0, x0, y1, x1 in tiles(b1 - b0, w)]
+
+
 def tiles(h: int, w: int, size: int = TILE, overlap: int = OVERLAP) -> list[tuple[int, int, int, int]]:
     """(y0, x0, y1, x1) windows of at most size x size covering an h x w image, adjacent
     ones overlapping by at least ``overlap`` pixels."""
@@ -501,9 +506,8 @@ def detect_text(
             continue
         vh, vw = view.image.shape[:2]
         bands = [(0, vh)] if rows is None else [(a * view.scale, min(vh, b * view.scale)) for a, b in rows]
-        for band0, y0, x0, y1, x1 in ((b0, *t) for b0, b1 in bands if b1 > b0 for t in tiles(b1 - b0, vw)):
-            tile = view.image[band0 + y0:band0 + y1, x0:x1]
-            y0 += band0
+        for y0, x0, y1, x1 in _band_tiles(bands, vw):
+            tile = view.image[y0:y1, x0:x1]
             if two_stage:
                 found = [(r, ("", 0.0)) for r in engine.locate(tile)]  # type: ignore[attr-defined]
             else:
