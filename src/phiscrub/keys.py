@@ -64,14 +64,19 @@ class KeyRing:
         return self.digest("audit", value).hex()[:length]
 
 
+def read_secret(key_file: Path | None, env: str, what: str = "key") -> str:
+    """A secret from ``key_file`` if given, else from the environment variable ``env``;
+    '' when that is unset. The error names what could not be read, never the path."""
+    if key_file is None:
+        return os.environ.get(env, "").strip()
+    try:
+        return key_file.read_text().strip()
+    except OSError as e:
+        raise KeyMissing(f"cannot read {what} file ({e.strerror})") from None
+
+
 def load_key(key_file: Path | None = None) -> KeyRing:
-    if key_file is not None:
-        try:
-            text = key_file.read_text().strip()
-        except OSError as e:
-            raise KeyMissing(f"cannot read key file ({e.strerror})") from None
-    else:
-        text = os.environ.get(KEY_ENV, "").strip()
+    text = read_secret(key_file, KEY_ENV)
     if not text:
         raise KeyMissing(
             f"no key: set {KEY_ENV}, pass --key-file, or create one with --generate-key PATH"

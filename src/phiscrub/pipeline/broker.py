@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from phiscrub.errors import KeyMissing
+from phiscrub.keys import read_secret
 
 BROKER_KEY_ENV = "PHISCRUB_BROKER_KEY"
 MAP_NAME = "broker.map"
@@ -57,16 +58,10 @@ class BrokerKey:
 def load_broker_key(key_file: Path | None, pseudonym_secret: bytes | None = None) -> BrokerKey | None:
     """The broker key from --broker-key FILE or $PHISCRUB_BROKER_KEY; None when neither is
     given (the broker is off). Refuses the pseudonym key itself."""
-    if key_file is not None:
-        try:
-            text = key_file.read_text().strip()
-        except OSError as e:
-            raise KeyMissing(f"cannot read broker key file ({e.strerror})") from None
-    else:
-        text = os.environ.get(BROKER_KEY_ENV, "").strip()
-        if not text:
-            return None
+    text = read_secret(key_file, BROKER_KEY_ENV, "broker key")
     if not text:
+        if key_file is None:
+            return None
         raise KeyMissing("broker key file is empty")
     secret = text.encode()
     if pseudonym_secret is not None and hmac.compare_digest(secret, pseudonym_secret):

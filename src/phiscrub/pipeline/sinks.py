@@ -57,6 +57,15 @@ def flush() -> None:
     _since_sync = 0
 
 
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in the folder durable (its entry, not just its data)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, data: bytes, durable: bool = True) -> None:
     tmp = write_temp(path, data, durable)
     try:

@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from phiscrub.pipeline.sinks import fsync_dir
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS queue (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -106,7 +108,7 @@ class SpoolQueue:
                 tmp.unlink(missing_ok=True)  # the same instance over two associations at once
                 return False
             os.replace(tmp, target)
-            _fsync_dir(self.inbox)
+            fsync_dir(self.inbox)
             now = time.time()
             self.db.execute("INSERT INTO queue(key, stage, calling_aet, size, received, updated) VALUES (?,?,?,?,?,?)",
                             (key, "received", calling_aet, len(data), now, now))
@@ -131,11 +133,3 @@ class SpoolQueue:
     def close(self) -> None:
         with self._lock:
             self.db.close()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -20,6 +20,7 @@ import struct
 from pathlib import Path
 
 from phiscrub.errors import CorruptFile
+from phiscrub.pipeline.sinks import fsync_dir
 from phiscrub.wsi.tiff import pwrite_all
 
 MAGIC = b"PHISCRUB-JOURNAL1"
@@ -28,14 +29,6 @@ SUFFIX = ".phiscrub-journal"
 
 def journal_path(path: Path) -> Path:
     return path.with_name(path.name + SUFFIX)
-
-
-def _fsync_dir(d: Path) -> None:
-    fd = os.open(d, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def apply_in_place(path: Path, patches: list[tuple[int, bytes]], *, crash_after: int | None = None) -> None:
@@ -66,7 +59,7 @@ def apply_in_place(path: Path, patches: list[tuple[int, bytes]], *, crash_after:
         finally:
             os.close(jfd)
         os.replace(tmp, jpath)
-        _fsync_dir(jpath.parent)
+        fsync_dir(jpath.parent)
         for i, (off, data) in enumerate(patches):
             if crash_after is not None and i >= crash_after:
                 return
@@ -75,7 +68,7 @@ def apply_in_place(path: Path, patches: list[tuple[int, bytes]], *, crash_after:
     finally:
         os.close(fd)
     jpath.unlink()
-    _fsync_dir(jpath.parent)
+    fsync_dir(jpath.parent)
 
 
 def _read(jpath: Path) -> tuple[int, list[tuple[int, bytes, bytes]]] | None:
@@ -130,5 +123,5 @@ def recover(path: Path, direction: str = "back") -> str:
     finally:
         os.close(fd)
     jpath.unlink()
-    _fsync_dir(jpath.parent)
+    fsync_dir(jpath.parent)
     return done
