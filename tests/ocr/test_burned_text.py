@@ -155,15 +155,75 @@ def test_truetype_text(engine) -> None:
     _check(found, {"name": name, "side": side}, {"name"}, {"side"})
 
 
+def _us_dataset(frames: np.ndarray) -> Dataset:
+    """An 8-bit grey ultrasound (multi-frame when ``frames`` has more than one) whose
+    header holds the planted PHI."""
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = UltrasoundMultiFrameImageStorage
+    ds.SOPInstanceUID = generate_uid()
+    ds.Modality = "US"
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.StudyTime = "DAVIDSON^DOUGLAS", "MRN4471923", "19520314", "101530"
+    ds.Rows, ds.Columns, ds.NumberOfFrames = frames.shape[1], frames.shape[2], frames.shape[0]
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = frames.tobytes()
+    return ds
+
+
+def _count_reads_over(mask: np.ndarray, monkeypatch) -> list[int]:
+    """A list that grows by one each time the real recogniser reads a box over ``mask``."""
+    from phiscrub.ocr.rapid import RapidOcrEngine
+
+    reads: list[int] = []
+    real_read = RapidOcrEngine.read
+
+    def counting_read(self, image, rects):
+        reads.extend(1 for x, y, w, h in rects if mask[y:y + h, x:x + w].any())
+        return real_read(self, image, rects)
+
+    monkeypatch.setattr(RapidOcrEngine, "read", counting_read)
+    return reads
+
+
+def test_single_frame_recheck_does_not_reread_a_label_beside_a_fill(engine, monkeypatch) -> None:
+    """A label just under a patient name: the detector's boxes for the two lines overlap.
+    The label is read once. Its pixels are unchanged by the name's fill and it lies on
+    another line, so the re-check need not read it again (it used to)."""
+    from phiscrub.dicom.burned_in import clean_pixels
+    from phiscrub.dicom.pixels import decode_frames
+    from phiscrub.ocr.prepare import detect_text
+    from phiscrub.policy.pixels_config import PixelsConfig
+
+    shape = (512, 512)
+    img = speckle(shape, seed=5)
+    name = text_mask(shape, PHI["name"], (250, 40), 0.7)
+    label = text_mask(shape, "AP", (400, 66), 0.7)
+    img[name | label] = 255
+    found = detect_text(img, "MONOCHROME2", None, engine)
+    over = [b for b in found if label[b.y:b.y + b.h, b.x:b.x + b.w].any()]
+    over_name = [b for b in found if name[b.y:b.y + b.h, b.x:b.x + b.w].any()]
+    assert over and over_name and all(
+        min(a.y + a.h, b.y + b.h) > max(a.y, b.y) and min(a.x + a.w, b.x + b.w) > max(a.x, b.x)
+        for a in over for b in over_name)  # the case in point: the two lines' boxes overlap
+    ds = _us_dataset(img[None])
+    reads_over_label = _count_reads_over(label, monkeypatch)
+    out = clean_pixels(ds, PixelsConfig(text_redaction="sensitive"))
+    assert out.performed and ds.BurnedInAnnotation == "NO"
+    after = decode_frames(ds)[0]
+    assert not (after[name] == 255).any() and (after[label] == 255).all()
+    assert len(reads_over_label) == 1
+
+
 def test_cine_through_clean_pixels_rereads_only_what_can_change(engine, monkeypatch) -> None:
     """The whole stage on a clip: name and clock are covered on every frame, a label stays.
     The re-check reads again what lies over moving pixels (a clock, anything over the
     sector), but not a label on the static border that the first pass already read."""
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
-
     from phiscrub.dicom.burned_in import clean_pixels
     from phiscrub.dicom.pixels import decode_frames
-    from phiscrub.ocr.rapid import RapidOcrEngine
     from phiscrub.policy.pixels_config import PixelsConfig
 
     n, shape = 10, (512, 512)
@@ -174,27 +234,9 @@ def test_cine_through_clean_pixels_rereads_only_what_can_change(engine, monkeypa
     clocks = [text_mask(shape, f"10:15:{30 + k:02d}", (200, 500), 0.5) for k in range(n)]
     for k in range(n):
         frames[k][clocks[k]] = 255
-    ds = Dataset()
-    ds.file_meta = pydicom.dataset.FileMetaDataset()
-    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = UltrasoundMultiFrameImageStorage
-    ds.SOPInstanceUID = generate_uid()
-    ds.Modality = "US"
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.StudyTime = "DAVIDSON^DOUGLAS", "MRN4471923", "19520314", "101530"
-    ds.Rows, ds.Columns, ds.NumberOfFrames = shape[0], shape[1], n
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
-    ds.PixelData = frames.tobytes()
-
+    ds = _us_dataset(frames)
     label = fixed["freq"]  # on the black border: the same pixels in every frame
-    reads_over_label: list[int] = []
-    real_read = RapidOcrEngine.read
-
-    def counting_read(self, image, rects):
-        reads_over_label.extend(1 for x, y, w, h in rects if label[y:y + h, x:x + w].any())
-        return real_read(self, image, rects)
-
-    monkeypatch.setattr(RapidOcrEngine, "read", counting_read)
+    reads_over_label = _count_reads_over(label, monkeypatch)
     out = clean_pixels(ds, PixelsConfig(text_redaction="sensitive"))
     assert out.performed and ds.BurnedInAnnotation == "NO"
     after = decode_frames(ds)

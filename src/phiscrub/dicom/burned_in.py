@@ -83,7 +83,8 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     terms = pixel_terms(ds) if engine is not None else None
 
     allow = list(cfg.allow) if cfg.allow else None  # None: the matcher's built-in list
-    seen: list = []  # every text box of the first pass, sensitive or not
+    seen: list = []  # first-pass text judged harmless and apart from every sensitive box
+    kept: list = []  # every first-pass text box judged harmless
 
     @cache
     def static():
@@ -105,7 +106,12 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
                                   rows=_bands(padded, rows))
         else:
             located, judged = find(stack, recheck=True)
-        new = [t for t in located if not _covered(t, padded) and not _covered(t, seen, 0.7)]
+        # Text the first pass read and kept needs no second reading. A kept box that
+        # touched a sensitive one counts only off the fills' lines: elsewhere its pixels
+        # are the ones it was read from, while on a fill's line a box may hold the rest
+        # of the redacted text (reading it again would not tell: it goes as a remnant).
+        new = [t for t in located if not _covered(t, padded) and not _covered(t, seen, 0.7)
+               and not (_covered(t, kept, 0.7) and not any(_same_line(t, p) for p in padded))]
         if new:
             # a box found over our own fills holds no text unless ink lies outside them
             after = brightness(stack, photometric, ds)
@@ -149,6 +155,8 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
             # only text judged harmless may be recognised again without a second reading:
             # what remains of a sensitive line after redaction must always be read again
             seen.extend(t for t in found if not any(_overlap(t, j) for j in judged))
+            sensitive = {(j.x, j.y, j.w, j.h) for j in judged}
+            kept.extend(t for t in found if (t.x, t.y, t.w, t.h) not in sensitive)
         return found, judged
 
     if engine is not None:
