@@ -17,6 +17,12 @@ def _corpus(d: Path) -> None:
     (d / "empty.dcm").write_bytes(b"")
     data = (TEST_FILES / "MR_small.dcm").read_bytes()
     (d / "truncated.dcm").write_bytes(data[: len(data) // 2])
+    # cut at an element boundary, just before the pixel data: every element parses
+    ct = (TEST_FILES / "CT_small.dcm").read_bytes()
+    (d / "cut_before_pixels.dcm").write_bytes(ct[: ct.rindex(b"\xe0\x7f\x10\x00")])
+    # cut between two fragments of encapsulated (JPEG) pixel data
+    jpeg = (TEST_FILES / "JPEG-lossy.dcm").read_bytes()
+    (d / "cut_in_fragments.dcm").write_bytes(jpeg[: jpeg.rindex(b"\xfe\xff\x00\xe0")])
     # no preamble, no meta: still DICOM (implicit VR little endian raw data set)
     ds = dcmread(TEST_FILES / "CT_small.dcm")
     del ds.file_meta
@@ -37,10 +43,12 @@ def test_bad_inputs_are_reported_and_quarantined(tmp_path: Path, cli) -> None:
     assert res.exit_code == 1
     lines = [ln for ln in res.output.splitlines() if ln.startswith(("quarantined:", "failed:"))]
     named = {Path(ln.split(": ")[1]).name: ln for ln in lines}
-    for bad in ("notes.txt", "empty.dcm", "truncated.dcm", "DICOMDIR", "random.bin"):
+    for bad in ("notes.txt", "empty.dcm", "truncated.dcm", "cut_before_pixels.dcm", "cut_in_fragments.dcm",
+                "DICOMDIR", "random.bin"):
         assert bad in named, res.output
     assert "0 bytes" in named["empty.dcm"]
-    assert "truncat" in named["truncated.dcm"]
+    for cut in ("truncated.dcm", "cut_before_pixels.dcm", "cut_in_fragments.dcm"):
+        assert "truncat" in named[cut], named[cut]
     assert "DICOMDIR" in named["DICOMDIR"]
     assert "good.dcm" not in named and "nopreamble.dcm" not in named
     # a reason never quotes a value from inside the file

@@ -14,6 +14,8 @@ from phiscrub.errors import CorruptFile, NotDicom, UnsupportedInput
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 MAX_BYTES = 4 * 1024**3  # beyond this a single instance is not plausible here
+PIXEL_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+_EOF_IN_ITEM = "End of file reached before delimiter"
 
 
 def read_instance(data: bytes) -> FileDataset:
@@ -24,8 +26,8 @@ def read_instance(data: bytes) -> FileDataset:
     has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
     sniffed = has_preamble or _looks_like_raw_dataset(data)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             ds = dcmread(io.BytesIO(data), force=not has_preamble)
             _ = ds.keys()
     except InvalidDicomError:
@@ -38,6 +40,10 @@ def read_instance(data: bytes) -> FileDataset:
         if not sniffed:
             raise NotDicom("no DICM preamble and no DICOM data elements at the start") from None
         raise CorruptFile(f"cannot parse data elements ({type(e).__name__})") from None
+    if any(_EOF_IN_ITEM in str(w.message) for w in caught):
+        # pydicom warns and hands back what it had (often nothing) when the file ends inside
+        # an undefined-length sequence or encapsulated pixel data
+        raise CorruptFile("truncated: the file ends inside a sequence or encapsulated pixel data")
     if len(ds._dict) == 0:
         raise NotDicom("no data elements")
     meta = getattr(ds, "file_meta", None)
@@ -63,7 +69,12 @@ def _looks_like_raw_dataset(data: bytes) -> bool:
 
 
 def _check_complete(data: bytes, ds: FileDataset) -> None:
-    """pydicom tolerates a value cut short at end of file; we do not."""
+    """pydicom tolerates a value cut short at end of file; we do not. A file cut at an
+    element boundary parses as a shorter, valid-looking data set; when the cut fell between
+    the image attributes (group 0028) and the pixel data, the missing pixels give it away.
+    (A cut earlier in the header cannot be told from a short header.)"""
+    if "Rows" in ds and "Columns" in ds and not any(k in ds for k in PIXEL_KEYWORDS):
+        raise CorruptFile("truncated: image attributes (Rows, Columns) but no pixel data")
     last = None
     for raw in ds._dict.values():
         last = raw
