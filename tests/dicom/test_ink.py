@@ -150,3 +150,18 @@ def test_line_boxes_keep_faint_text_above_a_bright_graphic() -> None:
     detector = Box(4, digits[1] - 8, 260, digits[3] - digits[1] + 16)
     got = shrink_to_contrast(brightness(img[None]), detector)
     assert got.y <= digits[1] and got.y + got.h >= digits[3]
+
+
+def test_remnants_continue_a_redacted_line_not_an_earlier_remnant() -> None:
+    """Over colour Doppler the detector stacks boxes 15 rows apart: each touches the one
+    below. Only the first counts as what the name's fill left; the next one up is judged
+    by reading, or the fill climbs the stack a round at a time."""
+    from phiscrub.dicom.burned_in import REMNANT, _remnants
+
+    name = Box(47, 241, 367, 36, None, "phi-name")
+    first, second = Box(47, 228, 367, 36), Box(47, 213, 367, 36)
+    assert [(b.y, b.reason) for b in _remnants([first], [name])] == [(228, REMNANT)]
+    after_round_one = [name, Box(47, 228, 367, 36, None, REMNANT)]
+    assert _remnants([second], after_round_one) == []
+    # a line found and judged sensitive in a re-check round is a line like any other
+    assert len(_remnants([second], [name, Box(47, 228, 367, 36, None, "phi-id")])) == 1

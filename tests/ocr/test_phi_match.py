@@ -115,6 +115,22 @@ def test_classify_modes() -> None:
         classify(boxes, terms, "auto", DEFAULT_THRESHOLD, [], [])
 
 
+def test_a_box_read_as_strips_blanks_only_the_strips_that_match() -> None:
+    """A detector box over three stacked lines (or over a name on colour Doppler) is read
+    as strips: only the strip holding the name goes, not the whole box."""
+    terms = terms_from_header(_header())
+    lines = (TextBox(0, 0, 200, 30, "5.0 MHz", 0.9), TextBox(0, 24, 200, 30, "DAVIDSON DOUGLAS", 0.9),
+             TextBox(0, 48, 200, 30, "", 0.0))
+    tall = TextBox(0, 0, 200, 78, "5.0 MHz DAVIDSON DOUGLAS", 0.9, lines)
+    got = classify([tall], terms, "sensitive", DEFAULT_THRESHOLD, None, [])
+    assert [(b.y, b.h, b.reason) for b in got] == [(24, 30, "phi-name")]
+    # a value only the joined reading shows (split over two strips): the whole box goes
+    split = TextBox(0, 0, 200, 54, "MRN 4471923", 0.9, (TextBox(0, 0, 200, 30, "MRN", 0.9), TextBox(0, 24, 200, 30, "4471", 0.9)))
+    assert [(b.y, b.h) for b in classify([split], terms, "sensitive", DEFAULT_THRESHOLD, None, [])] == [(0, 54)]
+    # 'all' mode blanks the box whole
+    assert [(b.y, b.h) for b in classify([tall], terms, "all", DEFAULT_THRESHOLD, None, [])] == [(0, 78)]
+
+
 def test_sensitive_without_terms_falls_back_to_all() -> None:
     boxes = _boxes("anything", "L")
     assert {b.reason for b in classify(boxes, PhiTerms(), "sensitive", 0.8, [], [])} == {"all-text"}

@@ -259,3 +259,20 @@ def test_rows_limit_detection_to_bands() -> None:
     found = detect_text(img, "MONOCHROME2", None, eng, read=False, rows=[(0, 60), (440, 512)])
     assert sorted(b.y for b in found) == [18, 468]  # in image coordinates, grown 2 px
     assert sorted(eng.calls) == [(60, 512), (72, 512)]
+
+
+def test_a_box_taller_than_a_line_is_read_as_strips_each_kept_with_its_reading() -> None:
+    from phiscrub.ocr.prepare import TALL, View, _read_groups
+
+    img = np.zeros((200, 300), np.uint8)
+    eng = TwoStageBlocks()
+    views = [View(img, 1, "plain")]
+    tall, short = (10, 20, 200, 90), (10, 150, 120, 30)
+    got = _read_groups(eng, views, [tall, short], [[0], [0]], line_h=30.0)
+    assert 90 >= TALL * 30
+    assert not got[1].lines  # one line: no strips
+    strips = got[0].lines
+    assert len(strips) == 3 and all(s.x == 10 and s.w == 200 and s.h < 90 for s in strips)
+    assert strips[0].y == 20 and strips[-1].y + strips[-1].h == 110  # they span the box
+    assert [s.text for s in strips] == [f"{s.w}x{s.h}" for s in strips]  # each with its own reading
+    assert got[0].text == " ".join(s.text for s in strips)

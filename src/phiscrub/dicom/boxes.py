@@ -19,6 +19,10 @@ class TextBox:
     h: int
     text: str
     score: float
+    # A box taller than a line is read as line-high strips (the detector joins stacked
+    # lines, and over colour Doppler it joins text with the flow): each strip with its
+    # own reading, so that only the strips holding PHI need blanking. Empty for one line.
+    lines: tuple[TextBox, ...] = ()
 
 
 @dataclass(frozen=True)

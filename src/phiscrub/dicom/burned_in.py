@@ -21,6 +21,7 @@ from phiscrub.policy.pixels_config import PixelsConfig
 
 SECONDARY_CAPTURE_ROOT = "1.2.840.10008.5.1.4.1.1.7"
 MAX_RECHECK_ROUNDS = 2
+REMNANT = "remnant"  # the reason of a box added for what a fill left of its line
 
 
 @dataclass
@@ -100,6 +101,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         pass read and judged harmless sits where it was. Anything new is read and judged.
         Cine frames always get the full re-check: their clocks change where the first
         pass looked."""
+        lines = _text_lines(padded)
         located = []
         if n_frames == 1:
             located = detect_text(stack, photometric, window, engine, ds=ds, read=False, variants="single",
@@ -111,15 +113,15 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         # are the ones it was read from, while on a fill's line a box may hold the rest
         # of the redacted text (reading it again would not tell: it goes as a remnant).
         new = [t for t in located if not _covered(t, padded) and not _covered(t, seen, 0.7)
-               and not (_covered(t, kept, 0.7) and not any(_same_line(t, p) for p in padded))]
+               and not (_covered(t, kept, 0.7) and not any(_same_line(t, p) for p in lines))]
         if new:
             # a box found over our own fills holds no text unless ink lies outside them
             after = brightness(stack, photometric, ds)
             new = [t for t in new if ink_outside(after, _as_box(t), padded) >= t.h]  # a letter's worth
-        remnants = [Box(t.x, t.y, t.w, t.h, None, "remnant") for t in new if any(_same_line(t, p) for p in padded)]
+        remnants = _remnants(new, padded)
         if n_frames == 1:
             # only the new lines need reading: the rest was read and judged by the first pass
-            others = [(t.x, t.y, t.w, t.h) for t in new if not any(_same_line(t, p) for p in padded)]
+            others = [(t.x, t.y, t.w, t.h) for t in new if not any(_same_line(t, p) for p in lines)]
             judged = judge(read_boxes(stack, photometric, window, engine, others, ds=ds), recheck=True)
         return remnants + [b for b in judged if not _covered(b, padded) and not any(_overlap(b, r) for r in remnants)]
 
@@ -156,7 +158,9 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
             # what remains of a sensitive line after redaction must always be read again
             seen.extend(t for t in found if not any(_overlap(t, j) for j in judged))
             sensitive = {(j.x, j.y, j.w, j.h) for j in judged}
-            kept.extend(t for t in found if (t.x, t.y, t.w, t.h) not in sensitive)
+            for t in found:  # a box read as strips, some of them sensitive: the others are kept
+                if (t.x, t.y, t.w, t.h) not in sensitive:
+                    kept.extend(p for p in (t.lines or (t,)) if (p.x, p.y, p.w, p.h) not in sensitive)
         return found, judged
 
     if engine is not None:
@@ -302,6 +306,19 @@ def _reads_as_text(t) -> bool:
     0.1 or more, or two letters of any script at 0.5 or more."""
     ascii_alnum = sum(c.isascii() and c.isalnum() for c in t.text)
     return (ascii_alnum >= 2 and t.score >= 0.1) or (sum(c.isalnum() for c in t.text) >= 2 and t.score >= 0.5)
+
+
+def _text_lines(padded: list[Box]) -> list[Box]:
+    """The fills that blank text, not the remnants added for what a fill left. Measured
+    against remnants too, a detector's stack of boxes over colour Doppler each passed as
+    the next one's remnant, and a name's fill climbed 15 rows a round (to 161 rows)."""
+    return [p for p in padded if p.reason != REMNANT]
+
+
+def _remnants(new: list, padded: list[Box]) -> list[Box]:
+    """The re-check's new boxes that continue a redacted line: they go unread."""
+    lines = _text_lines(padded)
+    return [Box(t.x, t.y, t.w, t.h, None, REMNANT) for t in new if any(_same_line(t, p) for p in lines)]
 
 
 def _same_line(t, p) -> bool:

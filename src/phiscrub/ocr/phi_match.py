@@ -177,9 +177,11 @@ def classify(
     matcher = PhiMatcher(terms, threshold, DEFAULT_ALLOW if allow is None else allow, patterns)
     out = []
     for b in boxes:
-        reason = matcher.reason(b.text)
-        if reason:
-            out.append(Box(b.x, b.y, b.w, b.h, None, reason))
+        # a box read as strips: the strips that match go; when none does alone (a value
+        # split over two strips), the whole box does
+        parts = [Box(p.x, p.y, p.w, p.h, None, r) for p in b.lines if (r := matcher.reason(p.text))]
+        reason = None if parts else matcher.reason(b.text)
+        out += parts or ([Box(b.x, b.y, b.w, b.h, None, reason)] if reason else [])
     return out
 
 

@@ -589,6 +589,7 @@ def _read_groups(engine: TwoStageEngine, views: list[View], boxes: list[Rect], c
         line_h = float(np.median([r[3] for r in boxes]))
     parts = [_strips(r, line_h) for r in boxes]
     results: list[tuple[str, float]] = [("", 0.0)] * len(boxes)
+    strips: list[tuple[TextBox, ...]] = [()] * len(boxes)  # each strip's own reading, for the best result
     pending = list(range(len(boxes)))
     attempt = 0
     while pending and attempt < MAX_READS:
@@ -611,6 +612,8 @@ def _read_groups(engine: TwoStageEngine, views: list[View], boxes: list[Rect], c
                 score = min(sc for _, sc in lines)
                 if score > results[g][1] or not results[g][0]:
                     results[g] = (text, score)
+                    if len(parts[g]) > 1:
+                        strips[g] = tuple(TextBox(*r, t, sc) for r, (t, sc) in zip(parts[g], lines, strict=True))
         attempt += 1
         pending = [g for g in pending if results[g][1] < REREAD_BELOW]
-    return [TextBox(*rect, results[k][0], results[k][1]) for k, rect in enumerate(boxes)]
+    return [TextBox(*rect, results[k][0], results[k][1], strips[k]) for k, rect in enumerate(boxes)]
