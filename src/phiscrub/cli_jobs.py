@@ -45,22 +45,62 @@ def _state(dst: Path) -> Path:
     return d
 
 
+def _why(e: Exception) -> str:
+    """An error's type and reason: a storage client's OSError may carry an object key (a
+    source name) as its text, so only its strerror is shown."""
+    why = e.strerror if isinstance(e, OSError) else str(e)
+    return f"{type(e).__name__}: {why}" if why else type(e).__name__
+
+
+StateOpt = Annotated[Optional[Path], typer.Option(
+    "--state", help="The job's state folder (default DST/.phiscrub; required when DST is a bucket).")]
+
+
+def _job_state(dst: str, state: Path | None) -> Path:
+    """Where the job kept its audit log and state: --state, else DST/.phiscrub; a bucket
+    DST has none of its own (deidentify required --state for it)."""
+    from phiscrub.pipeline.storage import scheme_of
+    from phiscrub.pipeline.trees import BUCKET_SCHEMES
+
+    scheme = scheme_of(dst)
+    if scheme != "file" and scheme not in BUCKET_SCHEMES:
+        raise _usage(f"DST must be a folder or a gs://, s3:// URI, not {scheme}://")
+    if state is None:
+        if scheme != "file":
+            raise _usage("--state FOLDER is needed when DST is a bucket (the job's state and audit are there)")
+        return _state(Path(dst))
+    if not (state / "audit.jsonl").is_file():
+        raise _usage(f"{state}: no job state here (no audit.jsonl)")
+    return state.resolve()
+
+
 @app.command()
 def verify(
-    src: Annotated[Path, typer.Argument(help="The job's input file or folder.")],
-    dst: Annotated[Path, typer.Argument(help="The job's output folder.")],
+    src: Annotated[str, typer.Argument(metavar="SRC", help="The job's input: file or folder, gs:// or s3:// URI.")],
+    dst: Annotated[str, typer.Argument(metavar="DST", help="The job's output: folder, gs:// or s3:// URI.")],
     config: ConfigOpt = None,
     key_file: KeyFileOpt = None,
     no_ocr: Annotated[bool, typer.Option("--no-ocr", help="Skip OCR of outputs whose source had burned-in text.")] = False,
+    state: StateOpt = None,
 ) -> None:
     """Re-read every output of a finished job and check it against its source: one line per problem."""
+    from phiscrub.pipeline.storage import scheme_of
+    from phiscrub.pipeline.trees import BUCKET_SCHEMES
     from phiscrub.pipeline.verify_job import verify_job
 
-    if not src.exists():
+    src_scheme = scheme_of(src)
+    if src_scheme == "file" and not Path(src).exists():
         raise _usage(f"{src}: no such file or folder")
-    _state(dst)
+    if src_scheme != "file" and src_scheme not in BUCKET_SCHEMES:
+        raise _usage(f"SRC must be a file, a folder or a gs://, s3:// URI, not {src_scheme}://")
+    sdir = _job_state(dst, state)
     cfg = _load(config)
-    res = verify_job(src, dst.resolve(), cfg, _keys(key_file), ocr=not no_ocr)
+    keys = _keys(key_file)
+    local_dst = scheme_of(dst) == "file"
+    try:
+        res = verify_job(src, Path(dst).resolve() if local_dst else dst, cfg, keys, ocr=not no_ocr, state=sdir)
+    except (OSError, ValueError, ImportError) as e:  # a listing refused: the storage, not the job
+        raise _usage(f"cannot read the source or destination ({_why(e)})") from None
     for line in res.problems:
         out.print(line, markup=False, highlight=False)
     c = res.counts
@@ -124,16 +164,23 @@ def audit_export(
 
 @app.command()
 def report(
-    dst: Annotated[Path, typer.Argument(help="The job's output folder.")],
-    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file (default DST/.phiscrub/report.html).")] = None,
+    dst: Annotated[str, typer.Argument(metavar="DST", help="The job's output: folder, gs:// or s3:// URI.")],
+    out_file: Annotated[Optional[Path], typer.Option("--out", "-o", help="HTML file (default STATE/report.html).")] = None,
     thumbnails: Annotated[int, typer.Option("--thumbnails", help="At most this many redaction thumbnails.")] = 24,
+    state: StateOpt = None,
 ) -> None:
     """One self-contained HTML page: totals, throughput, PHI found, modalities, slides, redactions, quarantine."""
     from phiscrub.pipeline.report import build_report
     from phiscrub.pipeline.sinks import atomic_write
+    from phiscrub.pipeline.storage import scheme_of
+    from phiscrub.pipeline.trees import open_tree
 
-    sdir = _state(dst)
-    html = build_report(dst.resolve(), max_thumbnails=thumbnails)
+    sdir = _job_state(dst, state)
+    try:
+        tree = open_tree(Path(dst).resolve() if scheme_of(dst) == "file" else dst)
+        html = build_report(tree, state=sdir, max_thumbnails=thumbnails)
+    except (OSError, ValueError, ImportError) as e:
+        raise _usage(f"cannot read the destination ({_why(e)})") from None
     target = out_file or sdir / "report.html"
     atomic_write(target, html.encode(), durable=False)
     err.print(f"report: {target}")

@@ -5,7 +5,8 @@ against emulators: ``STORAGE_EMULATOR_HOST`` for GCS (then anonymous credentials
 ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` for S3; or the ``endpoint_url`` option.
 An item's version is the object's generation (GCS) or ETag (S3): a rewritten object is a
 new item for the job state. An object PUT is atomic (readers see the old object or the new
-one, never a part), so a sink writes each output in one PUT, after it was verified.
+one, never a part), so a sink writes each output in one PUT, after it was verified, and
+then confirms that the store holds exactly those bytes (objectcheck.py).
 
 Every instance is made fresh (``skip_instance_cache``): workers are forked from the CLI,
 and an fsspec instance bound to the parent's event loop must not cross a fork.
@@ -13,11 +14,13 @@ and an fsspec instance bound to the parent's event loop must not cross a fork.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from phiscrub.pipeline.objectcheck import confirm_stored, md5_of_file
 from phiscrub.pipeline.storage import Item, register_scheme, scheme_of
 
 _PARTIAL = ".partial-"
@@ -116,21 +119,33 @@ class ObjectSink:
         return f"{self.root}/{relpath}"
 
     def write(self, relpath: str, data: bytes) -> str:
-        self.fs.pipe_file(self._key(relpath), data)
+        """One PUT, then confirmed: the stored object is ``data`` or it is deleted and
+        TransientError raised."""
+        key = self._key(relpath)
+        self.fs.pipe_file(key, data)
+        confirm_stored(self.fs, key, hashlib.md5(data, usedforsecurity=False).hexdigest(), len(data))
         if self._listing is not None:
             self._listing.add(relpath)
-        return f"{self.scheme}://{self._key(relpath)}"
+        return f"{self.scheme}://{key}"
 
     def write_checked(self, relpath: str, data: bytes, check: Callable[[bytes], None] | None) -> str:
         """Checked before the PUT: an object store has no hidden name to rename from, and
-        a PUT is all-or-nothing."""
+        a PUT is all-or-nothing; ``write`` then confirms the store holds the checked bytes."""
         if check is not None:
             check(data)
         return self.write(relpath, data)
 
     def put_file(self, relpath: str, local: Path) -> str:
-        self.fs.put_file(str(local), self._key(relpath))
-        return f"{self.scheme}://{self._key(relpath)}"
+        """A verified local file (a slide), uploaded and confirmed against its MD5 (hashed
+        in chunks: slides do not fit in memory)."""
+        key = self._key(relpath)
+        md5 = md5_of_file(local)
+        size = local.stat().st_size
+        self.fs.put_file(str(local), key)
+        confirm_stored(self.fs, key, md5, size)
+        if self._listing is not None:
+            self._listing.add(relpath)
+        return f"{self.scheme}://{key}"
 
     def exists(self, relpath: str) -> bool:
         if self._listing is None:  # one listing instead of a request per item on resume

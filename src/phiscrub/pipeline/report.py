@@ -6,16 +6,22 @@ CSS is inline, charts are inline SVG, images are data: URIs, and a Content-Secur
 forbids every other source. What it shows comes from the audit log (PHI-free by
 construction) and from the de-identified outputs; never a 'before' image, a source path
 or a value: the quarantine list names items by their keyed hash.
+
+Outputs are read through a tree (trees.py): a folder, or a gs:// / s3:// prefix read from
+the bucket itself; the audit log is in the job's state folder (DST/.phiscrub, or the
+``--state`` folder a bucket destination needs).
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import io
 from collections import Counter, defaultdict
 from pathlib import Path
 
 from phiscrub.pipeline.audit import check_log, read_records
+from phiscrub.pipeline.trees import LocalTree, Tree
 
 STATE = ".phiscrub"
 THUMB = 240  # longest side of a thumbnail, in CSS pixels
@@ -46,8 +52,15 @@ def _final_items(records: list[dict]) -> dict[str, dict]:
     return last
 
 
-def build_report(dst: Path, *, max_thumbnails: int = 24) -> str:
-    log = dst / STATE / "audit.jsonl"
+def build_report(dst: Path | Tree, *, state: Path | None = None, max_thumbnails: int = 24) -> str:
+    """``dst``: the output folder, or a tree (a bucket prefix); ``state``: the job's state
+    folder (default DST/.phiscrub, for a folder)."""
+    if isinstance(dst, Path):
+        state = state if state is not None else dst / STATE
+        dst = LocalTree(dst)
+    if state is None:
+        raise ValueError("a destination that is not a folder needs its state folder")
+    log = state / "audit.jsonl"
     records = read_records(log)
     items = _final_items(records)
     chain = check_log(log)
@@ -135,7 +148,7 @@ def _bar_chart(counts: Counter) -> str:
     return "".join(svg)
 
 
-def _modality_table(dst: Path, items: dict[str, dict]) -> list[str]:
+def _modality_table(dst: Tree, items: dict[str, dict]) -> list[str]:
     from pydicom import dcmread
 
     by: dict[str, Counter] = defaultdict(Counter)
@@ -145,7 +158,8 @@ def _modality_table(dst: Path, items: dict[str, dict]) -> list[str]:
             continue
         mod = "?"
         try:
-            ds = dcmread(dst / rel, stop_before_pixels=True, specific_tags=["Modality"])
+            with dst.open(rel) as fh:  # the header only: a bucket object is read in blocks, not whole
+                ds = dcmread(fh, stop_before_pixels=True, specific_tags=["Modality"])
             mod = str(ds.get("Modality", "") or "?")
         except Exception:  # noqa: BLE001 - the table says '?' for an unreadable header
             pass
@@ -191,7 +205,7 @@ def _slide_table(items: dict[str, dict]) -> list[str]:
     return out
 
 
-def _thumbnails(dst: Path, items: dict[str, dict], limit: int) -> list[str]:
+def _thumbnails(dst: Tree, items: dict[str, dict], limit: int) -> list[str]:
     out = ["<h2>Pixel redactions (de-identified outputs, redacted areas outlined)</h2>"]
     shown, total = [], 0
     for r in sorted(items.values(), key=lambda r: str(r.get("output", ""))):
@@ -202,7 +216,7 @@ def _thumbnails(dst: Path, items: dict[str, dict], limit: int) -> list[str]:
         total += 1
         if len(shown) >= limit:
             continue
-        fig = _figure(dst / rel, rel, boxes)
+        fig = _figure(dst, rel, boxes)
         if fig:
             shown.append(fig)
     if not total:
@@ -211,11 +225,11 @@ def _thumbnails(dst: Path, items: dict[str, dict], limit: int) -> list[str]:
     return out + shown + ["</div>"]
 
 
-def _figure(path: Path, rel: str, boxes: list[dict]) -> str | None:
+def _figure(dst: Tree, rel: str, boxes: list[dict]) -> str | None:
     """The output's first redacted frame as a PNG data: URI, with each box outlined by an
     SVG rectangle in stored-pixel coordinates (the viewBox does the scaling)."""
     try:
-        png, rows, cols, frame = _render(path, boxes)
+        png, rows, cols, frame = _render(dst.read(rel), boxes)
     except Exception:  # noqa: BLE001 - an output we cannot render is listed, not drawn
         return f"<figure><figcaption>{_e(rel)}: not renderable</figcaption></figure>"
     scale = THUMB / max(rows, cols)
@@ -231,14 +245,14 @@ def _figure(path: Path, rel: str, boxes: list[dict]) -> str | None:
             f"<figcaption>{_e(rel)}<br>{len(boxes)} box(es), frame {frame if frame is not None else 'all'}</figcaption></figure>")
 
 
-def _render(path: Path, boxes: list[dict]) -> tuple[bytes, int, int, int | None]:
+def _render(data: bytes, boxes: list[dict]) -> tuple[bytes, int, int, int | None]:
     import cv2
     import numpy as np
     from pydicom import dcmread
 
     from phiscrub.dicom import pixels
 
-    ds = dcmread(path)
+    ds = dcmread(io.BytesIO(data))
     frames, layout = pixels.decode(ds)
     frame = next((b.get("frame") for b in boxes if b.get("frame") is not None), None)
     img = frames[frame if frame is not None and frame < frames.shape[0] else 0]

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from phiscrub.dicom.reader import read_instance
-from phiscrub.errors import DroppedByPolicy, PhiscrubError
+from phiscrub.errors import DroppedByPolicy, PhiscrubError, TransientError
 from phiscrub.keys import KeyRing
 from phiscrub.pipeline import broker
 from phiscrub.pipeline.retry import Attempts, RetryPolicy, is_transient
@@ -230,6 +230,8 @@ def _dicom(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Attempts
         return result("quarantined", str(q), "verification")
     except DroppedByPolicy as e:  # not a failure: nothing is written and no copy is kept
         return result("dropped", str(e), e.reason)
+    except TransientError as e:  # tried as often as the policy allows: failed, not unsafe; a rerun tries again
+        return result("failed", f"storage unavailable after {att.total} attempt(s) ({e})", "transient")
     except PhiscrubError as e:
         _quarantine_copy(data, job, src_hash)
         return result("quarantined", str(e), e.reason)
@@ -291,6 +293,8 @@ def _slide(path: Path, item: Item, job: Job, sink, src_hash: str, att: Attempts,
             for f in sorted(p for p in staging.rglob("*") if p.is_file()):
                 rel = f.relative_to(staging).as_posix()
                 att.call(lambda f=f, rel=rel: sink.put_file(rel, f))
+    except TransientError as e:  # tried as often as the policy allows: failed, not unsafe; a rerun tries again
+        return result("failed", f"storage unavailable after {att.total} attempt(s) ({e})", "transient")
     except PhiscrubError as e:
         _quarantine_file(path, job, src_hash)
         cat = "verification" if e.reason == "verification-failed" else e.reason
@@ -345,6 +349,8 @@ def _annotation(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Att
         rel = job.keys.token("annotation", hashlib.sha256(data).hexdigest()) + suffix
         _put(sink, rel, out, None, att)
         return result("done", relpath=rel, manifest=manifest)
+    except TransientError as e:  # tried as often as the policy allows: failed, not unsafe; a rerun tries again
+        return result("failed", f"storage unavailable after {att.total} attempt(s) ({e})", "transient")
     except PhiscrubError as e:
         _quarantine_copy(data, job, src_hash)
         return result("quarantined", str(e), e.reason)

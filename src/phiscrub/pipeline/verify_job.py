@@ -11,19 +11,25 @@ write, and that nothing in the state folder or the file names holds a source val
 Sources are matched to outputs through the audit log (keyed hashes of source URIs), so the
 key is needed; every problem is one PHI-free line (output paths are built from pseudonyms
 and new UIDs; a source is named by its keyed hash).
+
+Source and destination are trees (trees.py): a local folder, or a gs:// / s3:// prefix read
+from the bucket itself. A job whose destination is a bucket keeps its audit log and job
+state in a local state folder (``--state``), which is scanned like DST/.phiscrub.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from phiscrub.keys import KeyRing
 from phiscrub.pipeline.audit import read_records
 from phiscrub.pipeline.discover import discover
+from phiscrub.pipeline.trees import LocalTree, Tree, is_bucket, open_tree
 from phiscrub.pipeline.verify import (
     _found,
     collect_probe,
@@ -36,6 +42,7 @@ from phiscrub.policy.config import Config
 STATE = ".phiscrub"
 _NOT_SCANNED = {"broker.map"}  # ciphertext: it holds original IDs, encrypted, by design
 MIN_NAME_PART = 6
+STATE_LABEL = "[state] "  # how paths in a state folder outside DST are shown
 
 
 @dataclass
@@ -47,6 +54,12 @@ class JobCheck:
     ocr_available: bool = True
 
 
+@dataclass(frozen=True)
+class SourceEntry:
+    rel: str  # relative to the source tree's root ('/'-separated): read through the tree
+    hashes: tuple[str, ...]  # keyed hashes a runner may have recorded for it; the first names it
+
+
 def source_hashes(keys: KeyRing, path: Path) -> list[str]:
     """The keyed hashes a runner may have recorded for a local source (its path, or its
     file URI), so the check does not depend on which one a runner version uses."""
@@ -55,8 +68,33 @@ def source_hashes(keys: KeyRing, path: Path) -> list[str]:
     return [keys.hash_hex(f) for f in forms]
 
 
-def _final_records(dst: Path) -> tuple[dict[str, dict], bool]:
-    log = dst / STATE / "audit.jsonl"
+def list_sources(src: str | Path, keys: KeyRing) -> tuple[Tree, list[SourceEntry]]:
+    """The job's source as a tree and its items, each with the hashes its audit record may
+    carry. A bucket's items are listed by ObjectSource itself, so their URIs (and hashes)
+    are exactly the ones the runner recorded."""
+    if not is_bucket(src):
+        path = Path(src)
+        root = path if path.is_dir() else path.parent
+        entries = []
+        for p in discover(path):
+            rel = p.relative_to(root) if p.is_relative_to(root) else Path(p.name)
+            entries.append(SourceEntry(rel.as_posix(), tuple(source_hashes(keys, p))))
+        return LocalTree(root), entries
+    from phiscrub.pipeline.objectstore import ObjectSource
+
+    source = ObjectSource(str(src))
+    items = list(source.items())
+    keys_of = [it.uri.partition("://")[2] for it in items]
+    root = source.root
+    if keys_of == [root]:  # SRC names one object: its folder is the tree
+        root = root.rpartition("/")[0] or root
+    tree = open_tree(f"{source.scheme}://{root}")
+    n = len(root) + 1
+    return tree, [SourceEntry(k[n:], (keys.hash_hex("path:" + it.uri),)) for k, it in zip(keys_of, items, strict=True)]
+
+
+def _final_records(state: Path) -> tuple[dict[str, dict], bool]:
+    log = state / "audit.jsonl"
     if not log.exists():
         return {}, False
     last: dict[str, dict] = {}
@@ -66,14 +104,25 @@ def _final_records(dst: Path) -> tuple[dict[str, dict], bool]:
     return last, True
 
 
-def verify_job(src: Path, dst: Path, config: Config, keys: KeyRing, *, ocr: bool = True) -> JobCheck:
+def verify_job(src: str | Path, dst: str | Path, config: Config, keys: KeyRing, *, ocr: bool = True,
+               state: Path | None = None) -> JobCheck:
+    """``src`` and ``dst``: folders or gs:// / s3:// URIs; ``state``: the job's state folder
+    (default DST/.phiscrub, which a bucket DST does not have)."""
     res = JobCheck()
     p = res.problems
-    records, have_log = _final_records(dst)
+    if state is None:
+        if is_bucket(dst):
+            raise ValueError("a bucket destination needs its state folder")
+        state = Path(dst) / STATE
+    out_tree = open_tree(dst)
+    state_inside = not is_bucket(dst) and Path(state).absolute() == (Path(dst) / STATE).absolute()
+    records, have_log = _final_records(state)
     if not have_log:
-        p.append("no audit log under the destination: not a phiscrub job, or its state folder is missing")
+        p.append("no audit log in the state folder: not a phiscrub job, or its state folder is missing")
         return res
-    sources = list(discover(src))
+    src_tree, sources = list_sources(src, keys)
+    listing = [(rel, is_dir) for rel, is_dir in out_tree.walk()]
+    present = {rel for rel, is_dir in listing if not is_dir}
     expected: set[str] = set()  # relative output paths the job says it wrote
     name_parts: set[str] = set()
     strict_texts: set[str] = set()
@@ -82,13 +131,10 @@ def verify_job(src: Path, dst: Path, config: Config, keys: KeyRing, *, ocr: bool
     sop_uids: set[str] = set()
     references: list[tuple[str, str]] = []  # (output relpath, referenced SOP instance UID)
     matched: set[str] = set()
-    root = src if src.is_dir() else src.parent
-    for path in sources:
-        rel_src = path.relative_to(root) if path.is_relative_to(root) else Path(path.name)
-        name_parts |= {_stem(x).lower() for x in rel_src.parts if len(_stem(x)) >= MIN_NAME_PART}
-        hashes = source_hashes(keys, path)
-        rec = next((records[h] for h in hashes if h in records), None)
-        tag = hashes[0]
+    for entry in sources:
+        name_parts |= {_stem(x).lower() for x in PurePosixPath(entry.rel).parts if len(_stem(x)) >= MIN_NAME_PART}
+        rec = next((records[h] for h in entry.hashes if h in records), None)
+        tag = entry.hashes[0]
         if rec is None:
             p.append(f"source {tag}: no record in the job (never processed)")
             continue
@@ -100,20 +146,19 @@ def verify_job(src: Path, dst: Path, config: Config, keys: KeyRing, *, ocr: bool
         outs = _outputs(rec)
         expected |= set(outs)
         for rel in outs:
-            if not (dst / rel).exists():
+            if rel not in present:
                 p.append(f"{rel}: recorded as done but missing")
-        if not outs or not (dst / outs[0]).is_file():
+        if not outs or outs[0] not in present:
             continue
-        out_path = dst / outs[0]
         res.outputs += len(outs)
         kind = _kind(rec)
         if kind == "dicom":
-            _check_dicom(path, out_path, outs[0], rec, config, ocr, res, studies, patients, sop_uids, references,
-                         strict_texts, tag)
+            _check_dicom(src_tree, entry.rel, out_tree, outs[0], rec, config, ocr, res, studies, patients, sop_uids,
+                         references, strict_texts, tag)
         elif kind == "slide":
-            _check_slide(path, out_path, outs[0], config, keys, res)
+            _check_slide(src_tree, entry.rel, out_tree, _slide_files(outs, present), config, keys, res, tag)
         else:
-            _check_bytes(out_path, outs[0], name_parts, res)
+            _check_bytes(out_tree, outs[0], name_parts, res)
     # items recorded for sources that are not there any more: not wrong, but not balanced
     stale = {h for h, r in records.items() if h not in matched}
     if stale:
@@ -123,12 +168,16 @@ def verify_job(src: Path, dst: Path, config: Config, keys: KeyRing, *, ocr: bool
     if accounted != n_in:
         p.append(f"counts do not balance: {n_in} item(s) in, {res.counts['done']} out + {res.counts['quarantined']} quarantined"
                  f" + {res.counts['failed']} failed + {res.counts['dropped']} dropped = {accounted}")
-    _check_state(dst, res)
+    _check_state(state, res)
     _check_studies(studies, patients, keys, p)
     for rel, ref in references:
         if ref not in sop_uids:
             p.append(f"{rel}: a Referenced SOP Instance UID resolves to no output of this job")
-    _check_tree(dst, expected, name_parts, strict_texts, p, keys)
+    needles = {t.encode() for t in strict_texts} | {n.encode() for n in name_parts}
+    _check_tree(out_tree, listing, expected, needles, p, keys, state_prefix=STATE if state_inside else None)
+    if not state_inside:
+        state_tree = LocalTree(Path(state))
+        _check_tree(state_tree, list(state_tree.walk()), expected, needles, p, keys, state_prefix="", shown=STATE_LABEL)
     return res
 
 
@@ -151,27 +200,31 @@ def _kind(rec: dict) -> str:
     return "file"
 
 
-def _check_dicom(src_path, out_path, rel, rec, config, ocr, res, studies, patients, sop_uids, references, strict_texts, tag) -> None:
+def _check_dicom(src_tree: Tree, src_rel: str, out_tree: Tree, rel: str, rec, config, ocr, res, studies, patients, sop_uids,
+                 references, strict_texts, tag) -> None:
     from pydicom import dcmread
 
     from phiscrub.dicom.reader import read_instance
-    from phiscrub.errors import PhiscrubError
     from phiscrub.policy import annex_e
 
     p = res.problems
     try:
-        src = read_instance(Path(src_path).read_bytes())
-    except (OSError, PhiscrubError):
+        src = read_instance(src_tree.read(src_rel))
+    except Exception:  # noqa: BLE001 - not DICOM any more, or a storage client's own error
         p.append(f"source {tag}: cannot be re-read to verify its output")
         return
     iod = annex_e.iod_for_sop_class(src.get("SOPClassUID"))
     probe = collect_probe(src, config.policy, iod)
     strict_texts |= {t for t in probe.texts if _identifying(t)}
-    data = out_path.read_bytes()
+    try:
+        data = out_tree.read(rel)
+    except Exception as e:  # noqa: BLE001 - gone or unreadable since it was listed
+        p.append(f"{rel}: cannot be re-read ({type(e).__name__})")
+        return
     for reason in verify_output(data, rel, probe):
         p.append(f"{rel}: {reason}")
     try:
-        out = dcmread(out_path, force=True)
+        out = dcmread(io.BytesIO(data), force=True)
     except Exception:  # noqa: BLE001 - an output that does not parse cannot be released
         p.append(f"{rel}: output does not parse as DICOM")
         return
@@ -220,33 +273,56 @@ def _identifying(text: str) -> bool:
     return len(text) >= 5 and not text.replace(".", "").isdigit() or len(text) >= 8 and text.isdigit()
 
 
-def _check_slide(src_path, out_path, rel, config, keys, res) -> None:
+def _slide_files(outs: list[str], present: set[str]) -> list[str]:
+    """A slide's outputs with, for MIRAX, the files of its companion folder (NAME.mrxs beside
+    NAME/), which the audit record does not list one by one; the slide file first."""
+    files = list(dict.fromkeys(outs))
+    for o in outs:
+        if o.endswith(".mrxs"):
+            folder = o[: -len(".mrxs")] + "/"
+            files += sorted(r for r in present if r.startswith(folder) and r not in files)
+    return files
+
+
+def _check_slide(src_tree: Tree, src_rel: str, out_tree: Tree, outs: list[str], config, keys, res, tag) -> None:
+    """Slide formats read files: a bucket's source and outputs (``outs``: all of the slide's
+    files, a MIRAX slide being a file beside a folder) are streamed to a temporary folder
+    for the check and removed after it."""
     from phiscrub.wsi import registry
     from phiscrub.wsi.registry import SlideJob
 
-    fmt = registry.detect(Path(src_path))
-    if fmt is None:
-        res.problems.append(f"{rel}: its source is no longer a slide phiscrub knows")
-        return
+    rel = outs[0]
     try:
-        problems = fmt.verify(Path(src_path), out_path, SlideJob(keys, config))
-    except Exception as e:  # noqa: BLE001 - a slide that cannot be re-read is a finding
-        problems = [f"cannot be re-read ({type(e).__name__})"]
+        with src_tree.local_files([src_rel], neutral=True) as (src_path,), out_tree.local_files(outs) as out_paths:
+            fmt = registry.detect(src_path)
+            if fmt is None:
+                res.problems.append(f"{rel}: its source is no longer a slide phiscrub knows")
+                return
+            try:
+                problems = fmt.verify(src_path, out_paths[0], SlideJob(keys, config))
+            except Exception as e:  # noqa: BLE001 - a slide that cannot be re-read is a finding
+                problems = [f"cannot be re-read ({type(e).__name__})"]
+    except Exception as e:  # noqa: BLE001 - a download that fails is a finding, not a crash
+        problems = [f"cannot be fetched to be re-read ({type(e).__name__}; source {tag})"]
     res.problems.extend(f"{rel}: {x}" for x in problems)
 
 
-def _check_bytes(out_path: Path, rel: str, name_parts: set[str], res) -> None:
+def _check_bytes(out_tree: Tree, rel: str, name_parts: set[str], res) -> None:
     """Annotation and other files: the output must not name the source (its file name)."""
-    blob = out_path.read_bytes().lower()
+    try:
+        blob = out_tree.read(rel).lower()
+    except Exception as e:  # noqa: BLE001 - gone or unreadable since it was listed
+        res.problems.append(f"{rel}: cannot be re-read ({type(e).__name__})")
+        return
     if any(_found(n.encode(), blob) for n in name_parts if n.encode() in blob):
         res.problems.append(f"{rel}: holds a source file or folder name")
 
 
-def _check_state(dst: Path, res: JobCheck) -> None:
+def _check_state(state: Path, res: JobCheck) -> None:
     """The SQLite job state must agree with the audit on what is done."""
     import sqlite3
 
-    db = dst / STATE / "state.sqlite"
+    db = state / "state.sqlite"
     if not db.exists():
         return
     try:
@@ -277,37 +353,32 @@ def _check_studies(studies, patients, keys: KeyRing, p: list[str]) -> None:
             p.append(f"source patient {keys.hash_hex('patient:' + pid)}: {len(pseud)} different pseudonyms")
 
 
-def _check_tree(dst: Path, expected: set[str], name_parts: set[str], strict: set[str], p: list[str], keys: KeyRing) -> None:
-    """Every file under DST: written by the job (or a slide's companion), named from no
-    source value, and for the state folder, holding no source value at all."""
-    companions = {Path(e).with_suffix("") for e in expected if e.endswith(".mrxs")}
-    needles = {t.encode() for t in strict} | {n.encode() for n in name_parts}
-    for root, dirs, files in os.walk(dst):
-        dirs.sort()
-        rel_root = Path(root).relative_to(dst)
-        in_state = rel_root.parts[:1] == (STATE,)
-        shown: dict[str, str] = {}
-        for name in sorted(files) + sorted(dirs):
-            rel = rel_root / name
-            low = str(rel).lower().encode()
-            shown[name] = str(rel)
-            if any(n in low and _found(n, low) for n in needles):
-                # the path itself is PHI: it is named by a keyed hash, never printed
-                shown[name] = f"path {keys.hash_hex('path:' + str(rel))}"
-                p.append(f"{shown[name]}: the path holds a source value or file name")
-        if in_state:
-            for name in sorted(files):
-                if name in _NOT_SCANNED:
-                    continue
-                blob = (Path(root) / name).read_bytes().lower()
-                if name.endswith(".html"):  # embedded images are Base64: random letters, not text
-                    blob = re.sub(rb"data:[a-z/+]+;base64,[a-z0-9+/=]+", b"", blob)
-                if any(n in blob and _found(n, blob) for n in needles):
-                    p.append(f"{shown[name]}: holds a source value or file name")
+def _check_tree(tree: Tree, listing: list[tuple[str, bool]], expected: set[str], needles: set[bytes], p: list[str],
+                keys: KeyRing, *, state_prefix: str | None, shown: str = "") -> None:
+    """Every entry of a tree: written by the job (or a slide's companion), named from no
+    source value, and for the state folder (paths under ``state_prefix``; '' for a tree
+    that is the state folder), holding no source value at all."""
+    companions = {PurePosixPath(e).with_suffix("") for e in expected if e.endswith(".mrxs")}
+    for rel, is_dir in listing:
+        path = PurePosixPath(rel)
+        in_state = state_prefix is not None and (state_prefix == "" or path.parts[:1] == (state_prefix,))
+        low = rel.lower().encode()
+        name = shown + rel
+        if any(n in low and _found(n, low) for n in needles):
+            # the path itself is PHI: it is named by a keyed hash, never printed
+            name = f"{shown}path {keys.hash_hex('path:' + rel)}"
+            p.append(f"{name}: the path holds a source value or file name")
+        if is_dir:
             continue
-        for name in sorted(files):
-            rel = rel_root / name
-            if name.startswith(".partial-"):
-                p.append(f"{shown[name]}: a partial write was left behind")
-            elif str(rel) not in expected and not any(c in rel.parents for c in companions):
-                p.append(f"{shown[name]}: not an output this job recorded")
+        if in_state:
+            if path.name in _NOT_SCANNED:
+                continue
+            blob = tree.read(rel).lower()
+            if path.name.endswith(".html"):  # embedded images are Base64: random letters, not text
+                blob = re.sub(rb"data:[a-z/+]+;base64,[a-z0-9+/=]+", b"", blob)
+            if any(n in blob and _found(n, blob) for n in needles):
+                p.append(f"{name}: holds a source value or file name")
+        elif path.name.startswith(".partial-"):
+            p.append(f"{name}: a partial write was left behind")
+        elif rel not in expected and not any(c in path.parents for c in companions):
+            p.append(f"{name}: not an output this job recorded")
