@@ -72,3 +72,23 @@ def test_bucket_dst_needs_a_state_folder(cloud_env, cli, tmp_path: Path) -> None
     make_corpus(tmp_path / "in", 1)
     res = cli("deidentify", tmp_path / "in", "gs://out-bucket/x", "-q")
     assert res.exit_code == 2 and "--state" in res.output
+
+
+def test_studies_selection_from_a_bucket(cloud_env, cli, tmp_path: Path) -> None:  # noqa: F811
+    """--studies on a bucket source: each object's header is read in blocks to learn its
+    study; only the chosen study is de-identified."""
+    from pydicom import dcmread
+
+    local = tmp_path / "Quorvath_sel"
+    corpus = make_corpus(local, 8, per_study=4, seed=5)
+    gcs = filesystem("gs")
+    gcs.mkdir("sel-bucket")
+    for p in corpus.files:
+        gcs.pipe_file(f"sel-bucket/in/{p.relative_to(local).as_posix()}", p.read_bytes())
+    chosen = sorted(corpus.studies)[0]
+    (tmp_path / "studies.txt").write_text(f"{chosen}\n")
+    res = cli("deidentify", "gs://sel-bucket/in", tmp_path / "out", "-q", "-j", "1", "--studies", tmp_path / "studies.txt")
+    assert res.exit_code == 0, res.output
+    assert "4 item(s) of other studies not selected" in res.output
+    outs = [dcmread(p) for p in (tmp_path / "out").rglob("*.dcm")]
+    assert len(outs) == 4 and len({str(d.StudyInstanceUID) for d in outs}) == 1

@@ -97,7 +97,9 @@ class ObjectSource:
         return self.fs.cat_file(self._key(item), start=0, end=n)
 
     def open(self, item: Item):
-        return self.fs.open(self._key(item), "rb", block_size=1 << 16)
+        """For a header read (study selection): blocks are kept once fetched, since a DICOM
+        reader seeks back within the header and a read-ahead cache fetches again each time."""
+        return self.fs.open(self._key(item), "rb", block_size=1 << 16, cache_type="blockcache")
 
     def fetch(self, item: Item, local: Path) -> None:
         """Streams the object to a local file (a slide is gigabytes: never read whole)."""
