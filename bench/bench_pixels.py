@@ -74,6 +74,7 @@ pixel_set = importlib.import_module("pixel_set")
 BENCH_KEY = b"bench-key-0123456789abcdef"
 COVER = 0.95  # share of a box (and of each character's box) that must be covered
 KEPT = 0.05  # a non-PHI field is kept when less than this share of its box changed
+FILL_SHARE = 0.1  # a value written over this share of a field's changed pixels is a fill
 LOSSY_TOLERANCE = 8  # grey levels (of 255) a lossy input may drift by without counting as changed
 TARGET_CLEAN = {"all": 0.99, "sensitive": 0.98}
 TARGET_NON_PHI_KEPT = 0.9  # sensitive mode
@@ -352,16 +353,21 @@ class FileScore:
 
 
 def _box_covered(changed: np.ndarray, out: np.ndarray, box: list[int], chars: list[list[int]], tol: int) -> bool:
-    """Every character's box >= COVER covered; the fill is the commonest value the redactor
-    wrote in the field's box. The gaps between words are not required."""
+    """Every character's box >= COVER covered. A pixel is covered when it changed, or
+    when it holds a fill: a value the redactor wrote over at least FILL_SHARE of the
+    changed pixels in the field's box (a pixel filled with a value close to its own, a
+    label patch filled with its own colour, does not count as changed). Two boxes over
+    one field can fill it with two values (background fills, one per box). The gaps
+    between words are not required."""
     x0, y0, x1, y1 = box
     ch = changed[y0:y1, x0:x1]
     if not ch.any():
         return False
     region = out[y0:y1, x0:x1]
     values, counts = np.unique(region[ch], axis=0, return_counts=True)
-    fill = values[int(np.argmax(counts))]
-    covered = ch | (np.abs(region - fill).max(axis=-1) <= tol)
+    covered = ch.copy()
+    for fill in values[counts >= min(counts.max(), FILL_SHARE * counts.sum())]:
+        covered |= np.abs(region - fill).max(axis=-1) <= tol
     return all(covered[cy0 - y0: cy1 - y0, cx0 - x0: cx1 - x0].mean() >= COVER for cx0, cy0, cx1, cy1 in chars)
 
 

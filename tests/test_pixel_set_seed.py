@@ -29,4 +29,5 @@ def test_every_phi_field_covered_on_an_unseen_seed(tmp_path: Path) -> None:
     summary = json.loads((out / "results.json").read_text())["phiscrub (sensitive)"]["summary"]
     assert summary["errors"] == 0, summary["notes"]
     assert summary["phi_recall"] == 1.0 and summary["clean_rate"] == 1.0, summary
-    assert summary["non_phi_kept"] >= 0.9, summary
+    # ink boxes keep the labels beside PHI lines (0.965 measured; line boxes kept 0.915)
+    assert summary["non_phi_kept"] >= 0.95, summary

@@ -165,3 +165,25 @@ def test_remnants_continue_a_redacted_line_not_an_earlier_remnant() -> None:
     assert _remnants([second], after_round_one) == []
     # a line found and judged sensitive in a re-check round is a line like any other
     assert len(_remnants([second], [name, Box(47, 228, 367, 36, None, "phi-id")])) == 1
+
+
+def test_commonest_value_is_numpys_row_mode_for_every_sample_type() -> None:
+    """The packed-key count gives what np.unique(axis=0) gives (the commonest row, the
+    lowest of equally common ones), for grey and colour, signed and unsigned."""
+    from phiscrub.dicom.ink import _commonest
+
+    rng = np.random.default_rng(4)
+    for dtype in (np.uint8, np.uint16, np.int16, np.int32):
+        for samples in (1, 3):
+            for trial in range(60):
+                hi = 4 if trial % 2 else 900
+                lo = -hi if np.dtype(dtype).kind == "i" else 0
+                px = rng.integers(lo, min(hi, np.iinfo(dtype).max), (int(rng.integers(1, 300)), samples)).astype(dtype)
+                values, counts = np.unique(px, axis=0, return_counts=True)
+                top = int(np.argmax(counts))
+                for share in (0.0, 0.3):
+                    got = _commonest(px, share)
+                    if counts[top] >= share * len(px):
+                        assert got is not None and got.dtype == px.dtype and np.array_equal(got, values[top])
+                    else:
+                        assert got is None
