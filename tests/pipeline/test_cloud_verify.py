@@ -20,12 +20,11 @@ from phiscrub.errors import TransientError
 from phiscrub.pipeline.objectstore import ObjectSink, filesystem
 from tests.conftest import scan_tree
 from tests.pipeline.corrupting_store import InjectingFS
+from tests.pipeline.jobs import rules_config
 from tests.pipeline.servers import cloud_env, gcs_emulator, s3_server  # noqa: F401 - fixtures
 from tests.wsi.slide_factory import make_aperio
 
 pytestmark = pytest.mark.slow
-
-RULES = "rules:\n  - name: top banner\n    match: [{keyword: Modality, equals: CT}]\n    regions: [[4, 4, 90, 18], [20, 100, 60, 12]]\n"
 
 
 def _upload(fs, local: Path, prefix: str) -> None:
@@ -114,11 +113,7 @@ def test_verify_a_bucket_to_bucket_job_and_tampering_in_the_bucket(cloud_env, cl
 
 
 def test_folder_to_gs_verify_and_report(cloud_env, cli, tmp_path: Path) -> None:  # noqa: F811
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("options: [clean_pixel_data, retain_longitudinal_modified_dates]\n"
-                   f"pixels: {{text_redaction: none, rules: [{rules}]}}\n")
+    cfg = rules_config(tmp_path)
     src = tmp_path / "Davidson_in"
     planted, _ = make_study(src, n_ct=2, n_mr=1)
     values = planted.values + ["Davidson_in"]

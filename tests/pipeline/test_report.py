@@ -10,18 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.jobs import make_job, scan_tree
+from tests.pipeline.jobs import make_job, rules_config, scan_tree
 
 ROOT = Path(__file__).resolve().parents[2]
-RULES = "rules:\n  - name: top banner\n    match: [{keyword: Modality, equals: CT}]\n    regions: [[4, 4, 90, 18], [20, 100, 60, 12]]\n"
 
 
 def _job(cli, tmp_path: Path):
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES)
-    cfg = tmp_path / "c.yaml"
-    cfg.write_text("options: [clean_pixel_data, retain_longitudinal_modified_dates]\n"
-                   f"pixels: {{text_redaction: none, rules: [{rules}]}}\n")
+    cfg = rules_config(tmp_path)
     src = tmp_path / "in"
     src.mkdir()
     (src / "Davidson_scan_notes.dcm").write_bytes(b"not a dicom file at all" * 10)  # quarantined
