@@ -95,3 +95,36 @@ def test_engine_rejects_wrong_dtype(engine) -> None:
 def test_blank_image_has_no_text(engine) -> None:
     assert engine.locate(np.zeros((256, 256), dtype=np.uint8)) == []
     assert engine.detect(np.full((256, 256, 3), 128, dtype=np.uint8)) == []
+
+
+def test_a_crop_read_before_is_not_read_again_and_reads_the_same() -> None:
+    """The engine remembers what it read by the crop's pixels: a label at the same place
+    in the next image of a series costs nothing, and gives the reading a fresh engine gives."""
+    pytest.importorskip("rapidocr")
+    from phiscrub.ocr.rapid import RapidOcrEngine, RapidSettings
+
+    img = np.zeros((120, 400), np.uint8)
+    for text, org in (("DAVIDSON DOUGLAS", (10, 30)), ("5.0 MHz", (10, 70)), ("L", (300, 100))):
+        img[text_mask(img.shape, text, org, 0.7)] = 255
+    rects = [(4, 10, 260, 30), (4, 50, 120, 30), (292, 80, 30, 30)]
+    remembering = RapidOcrEngine(RapidSettings(threads=1))
+    plain = RapidOcrEngine(RapidSettings(threads=1, read_cache=0))
+    fed: list[int] = []
+    real = remembering._ocr.recognize_txt
+
+    def counting(crops):
+        fed.append(len(crops))
+        return real(crops)
+
+    remembering._ocr.recognize_txt = counting
+    first = remembering.read(img, rects + rects[:1])  # one crop asked for twice
+    assert fed == [3] and first[0] == first[3]
+    next_image = img.copy()
+    next_image[:, 340:] = 99  # elsewhere in the image: the three crops are the same pixels
+    again = remembering.read(next_image, rects)
+    assert fed == [3] and again == first[:3] == plain.read(img, rects)
+    assert "DAVIDSON" in first[0][0].replace(" ", "")
+    moved = remembering.read(img, [(5, 10, 260, 30)])  # one column over: other pixels, read
+    assert fed == [3, 1] and moved[0][0].replace(" ", "").startswith("DAVIDSON")
+    remembering.forget()
+    assert remembering.read(img, rects[:1]) == first[:1] and fed == [3, 1, 1]

@@ -14,9 +14,11 @@ phi_match).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,6 +61,8 @@ class RapidSettings:
     rec_min_width: int = 64
     use_cls: bool = False
     anchor: bool = True
+    # crops remembered with their reading (LRU); 0 turns the memory off
+    read_cache: int = 4096
 
 
 def model_dir() -> Path:
@@ -122,6 +126,7 @@ class RapidOcrEngine:
         # rapidocr sets its logger's level from the config on every instance; keep ours quiet too.
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
         self._lock = threading.Lock()
+        self._known: OrderedDict[bytes, tuple[str, float]] = OrderedDict()
 
     def detect(self, image: np.ndarray) -> list[TextBox]:
         """Find and read every line in one image (single view, no tiling: an image larger
@@ -155,7 +160,16 @@ class RapidOcrEngine:
         return [r for r in (_rect(q, w, h) for q in boxes) if _plausible(r, w, h)]
 
     def read(self, image: np.ndarray, rects: list[Rect]) -> list[tuple[str, float]]:
-        """Read each rectangle of ``image`` as one line of text, in one batched pass."""
+        """Read each rectangle of ``image`` as one line of text.
+
+        A crop whose pixels this engine has read before is not read again: the images of
+        one device carry the same labels at the same places on the same black border (an
+        ultrasound series, every image of a screen capture), and reading every line is
+        what sensitive mode costs. The recogniser reads one crop at a time
+        (``rec_batch_num`` 1), so a crop reads the same alone or among others, and a
+        remembered reading is the one it would give again: outputs do not depend on what
+        was read before.
+        """
         if not rects:
             return []
         bgr = _bgr(image)
@@ -164,15 +178,40 @@ class RapidOcrEngine:
         out: list[tuple[str, float]] = [("", 0.0)] * len(rects)
         if not keep:
             return out
+        keys = {i: _crop_key(crops[i]) for i in keep}
         with self._lock:
-            if self.settings.use_cls:
-                cls_imgs, _ = self._ocr.cls_and_rotate([crops[i] for i in keep])
-            else:
-                cls_imgs = [crops[i] for i in keep]
-            res = self._ocr.recognize_txt(cls_imgs)
-        for i, text, score in zip(keep, res.txts or (), res.scores or (), strict=False):
-            out[i] = (str(text), float(score))
+            got: dict[bytes, tuple[str, float]] = {}
+            todo: dict[bytes, int] = {}  # each unknown crop once, even if asked for twice
+            for i in keep:
+                if keys[i] in self._known:
+                    got[keys[i]] = self._known[keys[i]]
+                    self._known.move_to_end(keys[i])
+                elif keys[i] not in todo:
+                    todo[keys[i]] = i
+            if todo:
+                fresh = [crops[i] for i in todo.values()]
+                if self.settings.use_cls:
+                    fresh, _ = self._ocr.cls_and_rotate(fresh)
+                res = self._ocr.recognize_txt(fresh)
+                texts, scores = list(res.txts or ()), list(res.scores or ())
+                for n, key in enumerate(todo):
+                    got[key] = (str(texts[n]), float(scores[n])) if n < len(texts) else ("", 0.0)
+                    self._remember(key, got[key])
+        for i in keep:
+            out[i] = got[keys[i]]
         return out
+
+    def forget(self) -> None:
+        """Drop every remembered reading (a benchmark times reading, not remembering)."""
+        with self._lock:
+            self._known.clear()
+
+    def _remember(self, key: bytes, reading: tuple[str, float]) -> None:
+        if self.settings.read_cache <= 0:
+            return
+        self._known[key] = reading
+        while len(self._known) > self.settings.read_cache:
+            self._known.popitem(last=False)
 
 
     def _anchored(self, bgr: np.ndarray) -> np.ndarray:
@@ -227,6 +266,13 @@ def _bgr(image: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(image[:, :, ::-1])
     gray = image[:, :, 0] if image.ndim == 3 else image
     return np.ascontiguousarray(np.repeat(gray[:, :, None], 3, axis=2))
+
+
+def _crop_key(crop: np.ndarray) -> bytes:
+    """A crop's identity: its shape and a 128-bit hash of its pixels."""
+    h = hashlib.blake2b(crop.tobytes(), digest_size=16)
+    h.update(np.asarray(crop.shape, dtype=np.int64).tobytes())
+    return h.digest()
 
 
 def _rect(quad: np.ndarray, w: int, h: int) -> Rect:
