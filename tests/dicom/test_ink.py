@@ -187,3 +187,18 @@ def test_commonest_value_is_numpys_row_mode_for_every_sample_type() -> None:
                         assert got is not None and got.dtype == px.dtype and np.array_equal(got, values[top])
                     else:
                         assert got is None
+
+
+def test_ink_box_keeps_the_half_of_a_line_that_crosses_onto_speckle() -> None:
+    """Faint text on the lower edge of an ultrasound sector: its upper half lies over
+    speckle as bright as the text, so only the lower half shows as ink. The detector
+    centred its box on the whole line: the rows must reach the line's top too."""
+    rng = np.random.default_rng(5)
+    img = np.zeros((80, 300), dtype=np.uint8)
+    img[:38] = rng.normal(75, 30, (38, 300)).clip(0, 255).astype(np.uint8)  # the sector
+    x0, y0, x1, y1 = _draw(img, "Acc: A47573236", (10, 28), 76, 24)
+    assert y0 < 38 < y1  # the line crosses the sector's edge
+    pad = round(0.4 * (y1 - y0))
+    detector = Box(x0 - 6, y0 - pad, x1 - x0 + 12, y1 - y0 + 2 * pad)
+    got = tighten(brightness(img[None]), detector)
+    assert got.y <= y0 and got.y + got.h >= y1, (got, (y0, y1))

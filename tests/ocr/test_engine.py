@@ -128,3 +128,18 @@ def test_a_crop_read_before_is_not_read_again_and_reads_the_same() -> None:
     assert fed == [3, 1] and moved[0][0].replace(" ", "").startswith("DAVIDSON")
     remembering.forget()
     assert remembering.read(img, rects[:1]) == first[:1] and fed == [3, 1, 1]
+
+
+def test_detector_input_is_padded_to_multiples_of_32_not_resized(engine) -> None:
+    """The detector resizes its input to multiples of 32; handed one, it sees the pixels
+    as they are (a 512-row image over the anchor strip used to be squashed to 544 rows)."""
+    from phiscrub.ocr.rapid import ANCHOR_ROWS
+
+    for h, w in ((512, 512), (100, 200), (1024, 1000), (33, 31)):
+        img = np.random.default_rng(h).integers(0, 255, (h, w, 3), dtype=np.uint8)
+        got = engine._anchored(img)
+        assert got.shape[0] % 32 == 0 and got.shape[1] % 32 == 0, (h, w, got.shape)
+        assert got.shape[0] - h >= ANCHOR_ROWS and got.shape[1] - w < 32
+        assert np.array_equal(got[:h, :w], img) and not got[:h, w:].any()
+        assert got[h:].any()  # the strip's text
+        assert max(got.shape[:2]) <= engine.settings.det_limit_side_len or max(h, w) > 1024

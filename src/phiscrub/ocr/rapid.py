@@ -46,8 +46,9 @@ class RapidSettings:
     """The knobs that trade speed for recall; defaults measured on a 2-core machine."""
 
     threads: int = field(default_factory=_default_threads)
-    # Detection never shrinks an input up to this side; callers tile anything larger.
-    det_limit_side_len: int = 1024
+    # Detection never shrinks an input up to this side; callers tile anything larger (at
+    # 1024, prepare.TILE), and the anchor strip and padding add up to 63 rows and 31 columns.
+    det_limit_side_len: int = 1088
     # 0.3 rather than rapidocr's 0.5: lone letters (L, R) score 0.35-0.45 and were dropped.
     det_box_thresh: float = 0.3
     det_thresh: float = 0.3
@@ -213,37 +214,47 @@ class RapidOcrEngine:
         while len(self._known) > self.settings.read_cache:
             self._known.popitem(last=False)
 
-
     def _anchored(self, bgr: np.ndarray) -> np.ndarray:
-        """The image with a strip of known text below it (see :func:`_anchor_strip`)."""
+        """The detector's input: the image padded on the right with black to a multiple of
+        32 columns, over a strip of known text (see :func:`_anchor_strip`) whose height, 32
+        rows or more, brings the rows to a multiple of 32 too. The detector resizes what it
+        is given to multiples of 32; given that, it sees the pixels as they are. (A 512-row
+        image over a 40-row strip was squashed to 544 rows, a re-check band by up to an
+        eighth, and a 1024-px tile shrunk.)"""
         if not self.settings.anchor:
             return bgr
-        return np.vstack([bgr, _anchor_strip(bgr.shape[1])])
+        h, w = bgr.shape[:2]
+        cols = w + (-w % 32)
+        rows = ANCHOR_ROWS + (-(h + ANCHOR_ROWS) % 32)
+        out = np.zeros((h + rows, cols, 3), dtype=np.uint8)
+        out[:h, :w] = bgr
+        out[h:] = _anchor_strip(cols, rows)
+        return out
 
 
-def _anchor_strip(width: int) -> np.ndarray:
+def _anchor_strip(width: int, rows: int = 32) -> np.ndarray:
     """A black strip holding one line of digits, appended below every detector input.
 
     The PP-OCRv6 detector has a failure mode on images with little or no text: smooth
     anatomy (CT, MR, and any image enlarged 2x) comes back as one text region covering
     most of the image, and a lone letter inside it is lost. With a line of real text
     anywhere in the input the map is clean (measured on CT_small/MR_small: 48/48 lone
-    letters found, no giant regions). The strip costs 40 rows; boxes are clipped to the
+    letters found, no giant regions). The strip costs 32-63 rows; boxes are clipped to the
     image and those lying in the strip fall away in :func:`_plausible`.
     """
     import cv2
 
-    key = width
+    key = (width, rows)
     cached = _STRIPS.get(key)
     if cached is None:
-        cached = np.zeros((ANCHOR_ROWS, width, 3), dtype=np.uint8)
-        cv2.putText(cached, "0123456789 ANCHOR", (4, ANCHOR_ROWS - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
+        cached = np.zeros((rows, width, 3), dtype=np.uint8)
+        cv2.putText(cached, "0123456789 ANCHOR", (4, rows - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1)
         _STRIPS[key] = cached
     return cached
 
 
-ANCHOR_ROWS = 40
-_STRIPS: dict[int, np.ndarray] = {}
+ANCHOR_ROWS = 32  # the strip's least height
+_STRIPS: dict[tuple[int, int], np.ndarray] = {}
 
 
 def _plausible(r: Rect, w: int, h: int) -> bool:
