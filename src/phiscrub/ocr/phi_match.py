@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from phiscrub.dicom.boxes import Box, TextBox
 from phiscrub.dicom.text import GENERIC, MONTHS, PhiTerms, date_variants
+from phiscrub.ocr.truncated import missing_ends
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -175,14 +176,28 @@ def classify(
         return [Box(b.x, b.y, b.w, b.h, None, "all-text") for b in boxes]
     assert terms is not None
     matcher = PhiMatcher(terms, threshold, DEFAULT_ALLOW if allow is None else allow, patterns)
+    values = terms.literals | terms.words
     out = []
     for b in boxes:
         # a box read as strips: the strips that match go; when none does alone (a value
         # split over two strips), the whole box does
-        parts = [Box(p.x, p.y, p.w, p.h, None, r) for p in b.lines if (r := matcher.reason(p.text))]
+        parts = [_widened(p, r, values) for p in b.lines if (r := matcher.reason(p.text))]
         reason = None if parts else matcher.reason(b.text)
-        out += parts or ([Box(b.x, b.y, b.w, b.h, None, reason)] if reason else [])
+        out += parts or ([_widened(b, reason, values)] if reason else [])
     return out
+
+
+def _widened(t: TextBox, reason: str, values: set[str]) -> Box:
+    """The box to blank for text ``t`` matched as ``reason``: wider by the characters of a
+    value it stops short of (see :mod:`phiscrub.ocr.truncated`), at the width per
+    character of its own reading."""
+    before, after = missing_ends(t.text, values)
+    if not (before or after):
+        return Box(t.x, t.y, t.w, t.h, None, reason)
+    per_char = t.w / max(1, len(t.text.strip()))
+    x0 = max(0, math.floor(t.x - before * per_char))
+    x1 = math.ceil(t.x + t.w + after * per_char)
+    return Box(x0, t.y, x1 - x0, t.h, None, reason)
 
 
 class PhiMatcher:
