@@ -143,3 +143,14 @@ def test_detector_input_is_padded_to_multiples_of_32_not_resized(engine) -> None
         assert np.array_equal(got[:h, :w], img) and not got[:h, w:].any()
         assert got[h:].any()  # the strip's text
         assert max(got.shape[:2]) <= engine.settings.det_limit_side_len or max(h, w) > 1024
+
+
+def test_read_memory_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from phiscrub.ocr.rapid import RapidSettings
+
+    monkeypatch.setenv("PHISCRUB_OCR_READ_CACHE", "0")
+    assert RapidSettings().read_cache == 0
+    monkeypatch.setenv("PHISCRUB_OCR_READ_CACHE", "not a number")
+    assert RapidSettings().read_cache == 4096
+    monkeypatch.delenv("PHISCRUB_OCR_READ_CACHE")
+    assert RapidSettings().read_cache == 4096

@@ -32,6 +32,12 @@ REC_MODEL = "PP-OCRv6_rec_small.onnx"
 CLS_MODEL = "ch_ppocr_mobile_v2.0_cls_mobile.onnx"
 
 
+def _env_count(name: str, default: int) -> int:
+    """A non-negative count from the environment, else ``default``."""
+    raw = os.environ.get(name, "").strip()
+    return int(raw) if raw.isdigit() else default
+
+
 def _default_threads() -> int:
     """Cores onnxruntime may use: PHISCRUB_OCR_THREADS, else all cores up to 4 (beyond that
     the small models gain little and parallel workers start fighting over cores)."""
@@ -63,7 +69,7 @@ class RapidSettings:
     use_cls: bool = False
     anchor: bool = True
     # crops remembered with their reading (LRU); 0 turns the memory off
-    read_cache: int = 4096
+    read_cache: int = field(default_factory=lambda: _env_count("PHISCRUB_OCR_READ_CACHE", 4096))
 
 
 def model_dir() -> Path:
