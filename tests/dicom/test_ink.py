@@ -202,3 +202,15 @@ def test_ink_box_keeps_the_half_of_a_line_that_crosses_onto_speckle() -> None:
     detector = Box(x0 - 6, y0 - pad, x1 - x0 + 12, y1 - y0 + 2 * pad)
     got = tighten(brightness(img[None]), detector)
     assert got.y <= y0 and got.y + got.h >= y1, (got, (y0, y1))
+
+
+def test_a_widened_sensitive_box_is_still_known_as_sensitive() -> None:
+    """The re-check skips reading text the first pass kept; a box judged sensitive must not
+    count as kept because value completion widened it."""
+    from phiscrub.dicom.boxes import TextBox
+    from phiscrub.dicom.burned_in import _judged
+
+    found = TextBox(113, 61, 250, 28, "Northgate Regional Medica", 0.99)
+    widened = Box(113, 61, 300, 28, None, "phi-name")
+    assert _judged(found, [widened])
+    assert not _judged(TextBox(113, 95, 250, 28, "5.0 MHz", 0.99), [widened])  # the next line

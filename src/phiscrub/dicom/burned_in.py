@@ -157,10 +157,9 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
             # only text judged harmless may be recognised again without a second reading:
             # what remains of a sensitive line after redaction must always be read again
             seen.extend(t for t in found if not any(_overlap(t, j) for j in judged))
-            sensitive = {(j.x, j.y, j.w, j.h) for j in judged}
             for t in found:  # a box read as strips, some of them sensitive: the others are kept
-                if (t.x, t.y, t.w, t.h) not in sensitive:
-                    kept.extend(p for p in (t.lines or (t,)) if (p.x, p.y, p.w, p.h) not in sensitive)
+                if not _judged(t, judged):
+                    kept.extend(p for p in (t.lines or (t,)) if not _judged(p, judged))
         return found, judged
 
     if engine is not None:
@@ -306,6 +305,13 @@ def _reads_as_text(t) -> bool:
     0.1 or more, or two letters of any script at 0.5 or more."""
     ascii_alnum = sum(c.isascii() and c.isalnum() for c in t.text)
     return (ascii_alnum >= 2 and t.score >= 0.1) or (sum(c.isalnum() for c in t.text) >= 2 and t.score >= 0.5)
+
+
+def _judged(t, judged: list[Box]) -> bool:
+    """Whether text box ``t`` (or strip) is one the matcher judged sensitive: a judged box
+    keeps its text's rows, and only its columns may have grown (a value it stopped short
+    of, see phiscrub.ocr.truncated)."""
+    return any(j.y == t.y and j.h == t.h and _overlap(j, t) for j in judged)
 
 
 def _text_lines(padded: list[Box]) -> list[Box]:
