@@ -10,7 +10,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.pipeline.servers import free_port, stop_process
+from tests.pipeline.servers import free_port, stop_process, wait_ready
 
 
 def dicomweb_plugin() -> str | None:
@@ -85,19 +84,14 @@ def running_orthanc(folder: Path) -> Iterator[Orthanc]:
     log = open(folder / "orthanc.log", "wb")
     proc = subprocess.Popen([exe, str(cfg)], stdout=log, stderr=subprocess.STDOUT, cwd=folder)
     url = f"http://127.0.0.1:{http}"
+    def answers() -> bool:
+        try:
+            return requests.get(url + "/system", timeout=2).ok
+        except requests.RequestException:
+            return False
+
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"Orthanc exited with {proc.returncode}: see {folder / 'orthanc.log'}")
-            try:
-                if requests.get(url + "/system", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("Orthanc did not answer /system within 30 s")
-            time.sleep(0.1)
+        wait_ready(proc, answers, "Orthanc", 30, lambda: f": see {folder / 'orthanc.log'}")
         yield Orthanc(url)
     finally:
         stop_process(proc, 15)

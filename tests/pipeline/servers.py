@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,17 +24,31 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+def wait_ready(proc: subprocess.Popen, ready: Callable[[], bool], what: str, timeout: float = 60,
+               why: Callable[[], str] = lambda: "") -> None:
+    """Poll ``ready`` until it holds; raise if the server process exits first (with
+    ``why()`` appended: its log, say) or ``timeout`` seconds pass."""
     end = time.monotonic() + timeout
-    while time.monotonic() < end:
+    while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{what} did not listen on {port}")
+            raise RuntimeError(f"{what} exited with {proc.returncode}{why()}")
+        if ready():
+            return
+        if time.monotonic() > end:
+            raise RuntimeError(f"{what} did not answer within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_port(port: int, proc: subprocess.Popen, what: str, timeout: float = 60) -> None:
+    wait_ready(proc, lambda: _listening(port), what, timeout)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:

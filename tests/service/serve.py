@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from tests.conftest import KEY
-from tests.pipeline.servers import free_port, stop_process
+from tests.pipeline.servers import free_port, stop_process, wait_ready
 
 TOKEN = "svc-token-5f1c0a9e7b2d4c68"
 REPO = Path(__file__).resolve().parents[2]
@@ -54,19 +53,14 @@ def serve(work: Path, env: dict[str, str] | None = None, args: tuple[str, ...] =
         proc = subprocess.Popen([sys.executable, "-m", "phiscrub", "serve", "--port", str(port), *args],
                                 env=full, stdout=fh, stderr=subprocess.STDOUT, cwd=work)
     server = Server(f"http://127.0.0.1:{port}", work / "state", log, proc)
+    def healthy() -> bool:
+        try:
+            return httpx.get(server.url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     try:
-        end = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"phiscrub serve exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > end:
-                raise RuntimeError("phiscrub serve did not answer /healthz")
-            time.sleep(0.1)
+        wait_ready(proc, healthy, "phiscrub serve", 60, lambda: ": " + log.read_text()[-2000:])
         yield server
     finally:
         stop_process(proc, 20)
