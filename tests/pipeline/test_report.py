@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.pipeline.jobs import make_job, rules_config, scan_tree
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.screenshots import HAS_CHROMIUM, screenshot
 
 
 def _job(cli, tmp_path: Path):
@@ -47,30 +45,16 @@ def test_report_is_self_contained_and_holds_no_value(cli, tmp_path: Path) -> Non
     assert scan_tree(tmp_path / "scan", planted) == {}
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs the Debian package chromium (CI installs it)")
+@pytest.mark.skipif(not HAS_CHROMIUM, reason="needs the Debian package chromium (CI installs it)")
 def test_report_screenshot_in_headless_chromium(cli, tmp_path: Path) -> None:
-    import cv2
     import numpy as np
 
     dst, planted = _job(cli, tmp_path)
     assert cli("report", dst).exit_code == 0
-    page = dst / ".phiscrub" / "report.html"
-    shot = tmp_path / "shot.png"
-    proc = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1900", f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, timeout=120, check=False)
-    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    img = cv2.imread(str(shot))
-    assert img is not None and img.shape[:2] == (1900, 1200)
-    assert float(img.std()) > 10  # not blank
+    img = screenshot(dst / ".phiscrub" / "report.html", tmp_path, 1200, 1900, "report_screenshot.png")
     # the red box outlines were drawn over the thumbnails (BGR of #ff2d55)
     red = np.all(np.abs(img.astype(int) - (85, 45, 255)) < 40, axis=2).sum()
     assert red > 200, red
     # and a thumbnail shows image content (grey levels other than page white and text)
     assert len(np.unique(img[..., 0])) > 64
     assert scan_tree(dst / ".phiscrub", planted) == {}
-    keep = ROOT / "bench" / "out"
-    keep.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, keep / "report_screenshot.png")  # git-ignored sample for the README/report

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -16,9 +14,9 @@ import pytest
 from phiscrub.service.auth import COOKIE, csrf_value
 from tests.conftest import scan_tree
 from tests.pipeline.corpus import make_corpus
+from tests.screenshots import HAS_CHROMIUM, screenshot
 from tests.service.serve import TOKEN, serve
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # a server process and a job (about 7 s)
 
 
@@ -62,29 +60,17 @@ def test_dashboard_is_self_contained_and_holds_no_value(env) -> None:
     assert scan_tree(page.parent, needles) == {}
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="needs the Debian package chromium (CI installs it)")
+@pytest.mark.skipif(not HAS_CHROMIUM, reason="needs the Debian package chromium (CI installs it)")
 def test_dashboard_screenshot_in_headless_chromium(env, tmp_path: Path) -> None:
-    import cv2
     import numpy as np
 
     server, needles = env
     page = tmp_path / "dashboard.html"  # the page as served: it needs nothing but itself
     page.write_text(server.client().get("/").text)
-    shot = tmp_path / "shot.png"
-    proc = subprocess.run(
-        ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1400", f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, timeout=120, check=False)
-    assert proc.returncode == 0 and shot.is_file(), proc.stderr[-2000:]
-    img = cv2.imread(str(shot))
-    assert img is not None and img.shape[:2] == (1400, 1200)
-    assert float(img.std()) > 10  # not blank
+    img = screenshot(page, tmp_path, 1200, 1400, "dashboard.png")
     green = np.all(np.abs(img.astype(int) - (0x5b, 0x9d, 0x2e)) < 30, axis=2).sum()  # the 'done' bars (BGR)
     amber = np.all(np.abs(img.astype(int) - (0x00, 0xa1, 0xe0)) < 30, axis=2).sum()  # the 'quarantined' bar
     assert green > 500 and amber > 50, (green, amber)
-    keep = ROOT / "bench" / "out"
-    keep.mkdir(parents=True, exist_ok=True)
-    shutil.copy(shot, keep / "dashboard.png")
 
 
 def test_browser_sign_in_and_a_review_decision_by_form(env) -> None:
