@@ -133,17 +133,18 @@ class ServiceStore:
             self.db.execute("UPDATE jobs SET success=success+?, failure=failure+? WHERE id=?", (success, failure, job_id))
             self.db.commit()
 
-    def job(self, job_id: str) -> dict | None:
+    def _rows(self, sql: str, args: tuple = ()) -> list[dict]:
+        """A query's rows as column-name dicts."""
         with self.lock:
-            cur = self.db.execute("SELECT * FROM jobs WHERE id=?", (job_id,))
-            row = cur.fetchone()
-            return dict(zip([c[0] for c in cur.description], row, strict=True)) if row else None
-
-    def jobs(self, limit: int = 50) -> list[dict]:
-        with self.lock:
-            cur = self.db.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
+            cur = self.db.execute(sql, args)
             names = [c[0] for c in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def job(self, job_id: str) -> dict | None:
+        return next(iter(self._rows("SELECT * FROM jobs WHERE id=?", (job_id,))), None)
+
+    def jobs(self, limit: int = 50) -> list[dict]:
+        return self._rows("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,))
 
     def interrupt_unfinished(self) -> int:
         """Jobs a stopped server left running: marked so (their finished items are skipped
@@ -164,19 +165,12 @@ class ServiceStore:
             self.db.commit()
 
     def review_item(self, rid: str) -> dict | None:
-        with self.lock:
-            cur = self.db.execute("SELECT * FROM review WHERE id=?", (rid,))
-            row = cur.fetchone()
-            return dict(zip([c[0] for c in cur.description], row, strict=True)) if row else None
+        return next(iter(self._rows("SELECT * FROM review WHERE id=?", (rid,))), None)
 
     def review_items(self, status: str | None = "pending", limit: int = 200) -> list[dict]:
-        with self.lock:
-            q, args = "SELECT * FROM review", ()
-            if status:
-                q, args = q + " WHERE status=?", (status,)
-            cur = self.db.execute(q + " ORDER BY created DESC LIMIT ?", (*args, limit))
-            names = [c[0] for c in cur.description]
-            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+        if status:
+            return self._rows("SELECT * FROM review WHERE status=? ORDER BY created DESC LIMIT ?", (status, limit))
+        return self._rows("SELECT * FROM review ORDER BY created DESC LIMIT ?", (limit,))
 
     def decide(self, rid: str, status: str, reviewer: str, output: str = "", expect: str = "pending") -> bool:
         """Moves an item on from ``expect`` only (two reviewers clicking at once: one wins)."""
