@@ -71,12 +71,17 @@ def _pubsub(client, name: str, info: dict, event: str = "OBJECT_FINALIZE"):
                        "payloadFormat": "JSON_API_V1", "notificationConfig": "projects/_/buckets/in-bucket/notificationConfigs/1"}}})
 
 
+def _upload(gcs, path):
+    """Puts a source file in the input bucket: (object name, its info, the outputs before)."""
+    name = "Quorvath_src/" + path.name
+    info = _put(gcs, name, path.read_bytes())
+    return name, info, _outputs(gcs)
+
+
 def test_eventarc_event_delivered_twice_gives_one_output(env) -> None:
     server, gcs, corpus, _ = env
     c = server.client()
-    name = "Quorvath_src/" + corpus.files[0].name
-    info = _put(gcs, name, corpus.files[0].read_bytes())
-    before = _outputs(gcs)
+    name, info, before = _upload(gcs, corpus.files[0])
     first = _eventarc(c, name, info)  # generation as a JSON number, size as a string
     assert first.status_code == 200 and first.json()["status"] == "done", first.text
     second = _eventarc(c, name, info, generation_as=str)  # the redelivery: generation as a string
@@ -89,9 +94,7 @@ def test_eventarc_event_delivered_twice_gives_one_output(env) -> None:
 def test_pubsub_push_delivered_twice_gives_one_output(env) -> None:
     server, gcs, corpus, _ = env
     c = server.client()
-    name = "Quorvath_src/" + corpus.files[1].name
-    info = _put(gcs, name, corpus.files[1].read_bytes())
-    before = _outputs(gcs)
+    name, info, before = _upload(gcs, corpus.files[1])
     first, second = _pubsub(c, name, info), _pubsub(c, name, info)
     assert first.status_code == 200 and first.json()["status"] == "done", first.text
     assert second.status_code == 200 and second.json()["status"] == "duplicate"
@@ -114,9 +117,7 @@ def test_pubsub_push_delivered_twice_gives_one_output(env) -> None:
 
 def test_simultaneous_deliveries_do_the_work_once(env) -> None:
     server, gcs, corpus, _ = env
-    name = "Quorvath_src/" + corpus.files[2].name
-    info = _put(gcs, name, corpus.files[2].read_bytes())
-    before = _outputs(gcs)
+    name, info, before = _upload(gcs, corpus.files[2])
     clients = [server.client() for _ in range(4)]
     with ThreadPoolExecutor(4) as ex:
         got = list(ex.map(lambda i: (_eventarc if i % 2 else _pubsub)(clients[i], name, info), range(4)))
