@@ -11,7 +11,7 @@ import pytest
 
 from phiscrub.dicom import pixels as P
 from phiscrub.dicom.boxes import Box
-from phiscrub.dicom.ink import background, brightness, ink_outside, shrink_to_contrast, tighten
+from phiscrub.dicom.ink import ROUGH_SHARE, background, brightness, end_share, ink_outside, rough_ends, shrink_to_contrast, tighten
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -214,3 +214,40 @@ def test_a_widened_sensitive_box_is_still_known_as_sensitive() -> None:
     widened = Box(113, 61, 300, 28, None, "phi-name")
     assert _judged(found, [widened])
     assert not _judged(TextBox(113, 95, 250, 28, "5.0 MHz", 0.99), [widened])  # the next line
+
+
+def _line_onto_anatomy() -> tuple[np.ndarray, Box, tuple[int, int, int, int]]:
+    """Grey text on black whose last letters run onto textured 'anatomy' (the seed-17 set's
+    "Born 1934-01" over the rest of "-21"), and a detector box that stops where it fades."""
+    rng = np.random.default_rng(11)
+    img = np.zeros((60, 320), dtype=np.uint8)
+    img[:, 170:] = rng.normal(110, 30, (60, 150)).clip(0, 255).astype(np.uint8)
+    x0, y0, x1, y1 = _draw(img, "Born 1934-01-21", (10, 20), 120, 22)
+    cut = 150  # the detector's box ends over black, a few letters short
+    return img, Box(x0 - 4, y0 - 3, cut - (x0 - 4), y1 - y0 + 6), (x0, y0, x1, y1)
+
+
+def test_a_line_ending_onto_anatomy_has_rough_ends_and_one_on_black_does_not() -> None:
+    img, box, _ = _line_onto_anatomy()
+    bright = brightness(img[None])
+    assert rough_ends(bright, box)
+    flat = np.zeros_like(img)
+    _, fy0, fx1, fy1 = _draw(flat, "Born 1934-01-21", (10, 20), 120, 22)
+    whole = Box(6, fy0 - 3, fx1 + 4 - 6, fy1 - fy0 + 6)
+    assert end_share(brightness(flat[None]), whole) == 0.0
+    assert not rough_ends(brightness(flat[None]), whole)
+
+
+def test_text_of_another_box_beside_a_line_is_not_structure() -> None:
+    """'all' mode blanks the neighbouring box anyway: its letters beside a line must not
+    make the line's end count as rough (every such line would be read for nothing)."""
+    img = np.zeros((60, 400), dtype=np.uint8)
+    _, y0, x1, y1 = _draw(img, "DOB:", (10, 20), 200, 22)
+    nx0, ny0, nx1, ny1 = _draw(img, "1961-02-03", (x1 + 8, 20), 200, 22)
+    line = Box(6, y0 - 3, x1 + 3 - 6, y1 - y0 + 6)
+    neighbour = Box(nx0 - 3, ny0 - 3, nx1 - nx0 + 6, ny1 - ny0 + 6)
+    bright = brightness(img[None])
+    assert end_share(bright, line) > ROUGH_SHARE  # the date's strokes sit within a line height
+    covered = np.zeros(img.shape, dtype=bool)
+    covered[neighbour.y:neighbour.y + neighbour.h, neighbour.x:neighbour.x + neighbour.w] = True
+    assert not rough_ends(bright, line, covered)

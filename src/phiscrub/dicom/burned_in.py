@@ -8,13 +8,13 @@ patient's name to recognise, the manufacturer and model for static rules). Heavy
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 
 from pydicom.dataset import Dataset
 
 from phiscrub.dicom.boxes import Box
-from phiscrub.dicom.ink import brightness, ink_outside, shrink_to_contrast, tighten
+from phiscrub.dicom.ink import brightness, ink_outside, rough_ends, shrink_to_contrast, tighten
 from phiscrub.dicom.pixel_rules import matching_boxes
 from phiscrub.errors import VerificationFailed
 from phiscrub.policy.pixels_config import PixelsConfig
@@ -68,9 +68,11 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     if mode == "none" and not static:
         return PixelOutcome(False, "none")
 
+    import numpy as np
+
     from phiscrub.dicom import pixels
     from phiscrub.ocr.engine import get_engine
-    from phiscrub.ocr.phi_match import classify
+    from phiscrub.ocr.phi_match import classify, widened
     from phiscrub.ocr.prepare import detect_text, read_boxes
 
     # a JPEG's own markers can change the colour space: trust the decoded layout
@@ -132,6 +134,36 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
             found = [t for t in found if _reads_as_text(t)]
         return classify(found, terms, mode, cfg.threshold, allow, list(cfg.patterns))
 
+    def completed(stack, found: list) -> list:
+        """'all' mode's first pass does not read, so nothing says when the detector stopped
+        short of a faint line's last letters (seed-17/19 sets: "... Medica", "1934-01-").
+        The lines whose ends run onto anatomy, where that happens, are read, and widened
+        by the characters of a header value they stop inside (as in sensitive mode).
+        Lines over flat background are not read: there the detector sees every letter."""
+        values = (terms.literals | terms.words) if terms is not None else set()
+        if not values or not found:
+            return found
+        # the other lines are blanked anyway: their text beside a line is not structure
+        cover = np.zeros((rows, cols), dtype=np.int16)
+        for t in found:
+            cover[t.y:t.y + t.h, t.x:t.x + t.w] += 1
+        rough = []
+        for i, t in enumerate(found):
+            cover[t.y:t.y + t.h, t.x:t.x + t.w] -= 1
+            if rough_ends(bright, _as_box(t), cover > 0):
+                rough.append(i)
+            cover[t.y:t.y + t.h, t.x:t.x + t.w] += 1
+        if not rough:
+            return found
+        read = read_boxes(stack, photometric, window, engine, [(found[i].x, found[i].y, found[i].w, found[i].h)
+                                                               for i in rough], ds=ds)
+        out = list(found)
+        for i, t in zip(rough, read, strict=True):
+            wide = [widened(p, "all-text", values) for p in (t, *t.lines)]  # a tall box: each strip
+            x0, x1 = min(w.x for w in wide), min(cols, max(w.x + w.w for w in wide))
+            out[i] = replace(found[i], x=x0, w=x1 - x0)
+        return out
+
     def find(stack, recheck: bool = False) -> tuple[list, list[Box]]:
         """(every text box found, those to blank)."""
         # 'all' mode blanks whatever the detector finds, so the first pass need not read;
@@ -152,6 +184,8 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         # a re-check looks at each sampled frame itself: their min/max add nothing there
         found = detect_text(stack, photometric, window, engine, ds=ds, read=read, variants=views, project=not recheck,
                             skip_read=skip)
+        if mode == "all" and not recheck:
+            found = completed(stack, found)
         judged = judge([t for t in found if skip is None or not skip((t.x, t.y, t.w, t.h))], recheck)
         if not recheck:
             # only text judged harmless may be recognised again without a second reading:

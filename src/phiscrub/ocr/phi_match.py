@@ -181,13 +181,13 @@ def classify(
     for b in boxes:
         # a box read as strips: the strips that match go; when none does alone (a value
         # split over two strips), the whole box does
-        parts = [_widened(p, r, values) for p in b.lines if (r := matcher.reason(p.text))]
+        parts = [widened(p, r, values) for p in b.lines if (r := matcher.reason(p.text))]
         reason = None if parts else matcher.reason(b.text)
-        out += parts or ([_widened(b, reason, values)] if reason else [])
+        out += parts or ([widened(b, reason, values)] if reason else [])
     return out
 
 
-def _widened(t: TextBox, reason: str, values: set[str]) -> Box:
+def widened(t: TextBox, reason: str, values: Iterable[str]) -> Box:
     """The box to blank for text ``t`` matched as ``reason``: wider by the characters of a
     value it stops short of (see :mod:`phiscrub.ocr.truncated`), at the width per
     character of its own reading."""

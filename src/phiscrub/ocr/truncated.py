@@ -8,9 +8,11 @@ missed: the fill is widened by that many character widths. The re-check would ha
 find those few faint letters on their own, which is where it fails.
 
 Only a reading whose first or last characters continue a value of this instance counts:
-at least :data:`MIN_RUN` letters or digits, and more than half of the value's, the same
-exactly. (Half or less, and a whole date in one order reads as the start of the same date
-in another: "03/14/1952" and "1952-03-14" share "0314".) Each side takes the longest.
+at least :data:`MIN_RUN` letters or digits, and more than two thirds of the value's, the
+same exactly. (With less, a whole date or time in one form reads as part of the same
+value in another: "03/14/1952" and "1952-03-14" share "0314", "1999-04-28" starts with
+the end of "28.4.1999", a clock's "19:26" is two thirds of "19:26:18".) Each side takes
+the longest.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ def missing_ends(text: str, values: Iterable[str]) -> tuple[int, int]:
         vn = "".join(v[i] for i in where)
         if len(vn) <= MIN_RUN:
             continue
-        least = max(MIN_RUN, len(vn) // 2 + 1)
+        least = max(MIN_RUN, 2 * len(vn) // 3 + 1)
         after = max(after, _tail(t, vn, where, len(v), least))
         before = max(before, _head(t, vn, where, least))
     return before, after
