@@ -143,16 +143,13 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         values = (terms.literals | terms.words) if terms is not None else set()
         if not values or not found:
             return found
-        # the other lines are blanked anyway: their text beside a line is not structure
-        cover = np.zeros((rows, cols), dtype=np.int16)
+        # the other lines are blanked anyway: their text beside a line is not structure.
+        # One mask of every line serves each: rough_ends looks only beyond a line's own
+        # columns, where the line itself never is.
+        covered = np.zeros((rows, cols), dtype=bool)
         for t in found:
-            cover[t.y:t.y + t.h, t.x:t.x + t.w] += 1
-        rough = []
-        for i, t in enumerate(found):
-            cover[t.y:t.y + t.h, t.x:t.x + t.w] -= 1
-            if rough_ends(bright, _as_box(t), cover > 0):
-                rough.append(i)
-            cover[t.y:t.y + t.h, t.x:t.x + t.w] += 1
+            covered[t.y:t.y + t.h, t.x:t.x + t.w] = True
+        rough = [i for i, t in enumerate(found) if rough_ends(bright, _as_box(t), covered)]
         if not rough:
             return found
         read = read_boxes(stack, photometric, window, engine, [(found[i].x, found[i].y, found[i].w, found[i].h)
