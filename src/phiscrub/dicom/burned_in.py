@@ -72,7 +72,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
 
     from phiscrub.dicom import pixels
     from phiscrub.ocr.engine import get_engine
-    from phiscrub.ocr.phi_match import classify, widened
+    from phiscrub.ocr.phi_match import classify, known_values, widened
     from phiscrub.ocr.prepare import detect_text, read_boxes
 
     # a JPEG's own markers can change the colour space: trust the decoded layout
@@ -140,7 +140,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         The lines whose ends run onto anatomy, where that happens, are read, and widened
         by the characters of a header value they stop inside (as in sensitive mode).
         Lines over flat background are not read: there the detector sees every letter."""
-        values = (terms.literals | terms.words) if terms is not None else set()
+        values = known_values(terms)
         if not values or not found:
             return found
         # the other lines are blanked anyway: their text beside a line is not structure.

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from phiscrub.dicom.boxes import Box, TextBox
 from phiscrub.dicom.text import GENERIC, MONTHS, PhiTerms, date_variants
-from phiscrub.ocr.truncated import missing_ends
+from phiscrub.ocr.truncated import KnownValues, missing_ends
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -176,7 +176,7 @@ def classify(
         return [Box(b.x, b.y, b.w, b.h, None, "all-text") for b in boxes]
     assert terms is not None
     matcher = PhiMatcher(terms, threshold, DEFAULT_ALLOW if allow is None else allow, patterns)
-    values = terms.literals | terms.words
+    values = known_values(terms)
     out = []
     for b in boxes:
         # a box read as strips: the strips that match go; when none does alone (a value
@@ -187,7 +187,13 @@ def classify(
     return out
 
 
-def widened(t: TextBox, reason: str, values: Iterable[str]) -> Box:
+def known_values(terms: PhiTerms | None) -> KnownValues:
+    """The values a reading may stop short of (see :mod:`phiscrub.ocr.truncated`), prepared
+    once for every line of the instance."""
+    return KnownValues((terms.literals | terms.words) if terms is not None else ())
+
+
+def widened(t: TextBox, reason: str, values: Iterable[str] | KnownValues) -> Box:
     """The box to blank for text ``t`` matched as ``reason``: wider by the characters of a
     value it stops short of (see :mod:`phiscrub.ocr.truncated`), at the width per
     character of its own reading."""

@@ -18,32 +18,45 @@ the longest.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 MIN_RUN = 4  # letters or digits the reading and the value must share at the cut
 _ALNUM = re.compile(r"[0-9a-z\u00c0-\u024f]")
 
 
-def missing_ends(text: str, values: Iterable[str]) -> tuple[int, int]:
+class KnownValues:
+    """An instance's values, each as its letters and digits (lower case), the raw index of
+    each, and its raw length: prepared once, since every line of the instance is held
+    against all of them (redoing it per line was half of the matcher's time)."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        self.items: list[tuple[str, tuple[int, ...], int]] = []
+        for value in values:
+            v = value.lower()
+            where = tuple(i for i, c in enumerate(v) if _ALNUM.match(c))
+            if len(where) > MIN_RUN:
+                self.items.append(("".join(v[i] for i in where), where, len(v)))
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def missing_ends(text: str, values: Iterable[str] | KnownValues) -> tuple[int, int]:
     """(characters of a value before the reading's start, after its end), counting the
     value's own spaces and punctuation; (0, 0) when the reading holds its values whole."""
     t = "".join(_ALNUM.findall(text.lower()))
     if len(t) < MIN_RUN:
         return 0, 0
+    known = values if isinstance(values, KnownValues) else KnownValues(values)
     before = after = 0
-    for value in values:
-        v = value.lower()
-        where = [i for i, c in enumerate(v) if _ALNUM.match(c)]  # raw index of each letter or digit
-        vn = "".join(v[i] for i in where)
-        if len(vn) <= MIN_RUN:
-            continue
+    for vn, where, raw_len in known.items:
         least = max(MIN_RUN, 2 * len(vn) // 3 + 1)
-        after = max(after, _tail(t, vn, where, len(v), least))
+        after = max(after, _tail(t, vn, where, raw_len, least))
         before = max(before, _head(t, vn, where, least))
     return before, after
 
 
-def _tail(t: str, vn: str, where: list[int], raw_len: int, least: int) -> int:
+def _tail(t: str, vn: str, where: Sequence[int], raw_len: int, least: int) -> int:
     """The reading ends inside the value: the value's characters after that point."""
     for k in range(min(len(t), len(vn) - 1), least - 1, -1):
         j = vn.find(t[-k:])
@@ -54,7 +67,7 @@ def _tail(t: str, vn: str, where: list[int], raw_len: int, least: int) -> int:
     return 0
 
 
-def _head(t: str, vn: str, where: list[int], least: int) -> int:
+def _head(t: str, vn: str, where: Sequence[int], least: int) -> int:
     """The reading starts inside the value: the value's characters before that point."""
     for k in range(min(len(t), len(vn) - 1), least - 1, -1):
         j = vn.find(t[:k], 1)
