@@ -46,3 +46,36 @@ def test_ink_left_under_a_partial_fill_is_not_covered() -> None:
     assert not _covered(src, out, box, chars)
     out[:, 38:] = 0
     assert _covered(src, out, box, chars)
+
+
+def _labelled() -> tuple[bytes, dict]:
+    """A 40x80 8-bit grey image (value 100, the darkest 0) with one PHI field of four characters."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    arr = np.full((40, 80), 100, dtype=np.uint8)
+    arr[0, 0] = 0
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    ds.SOPClassUID, ds.SOPInstanceUID = SecondaryCaptureImageStorage, generate_uid()
+    ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 40, 80, 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.PixelData = arr.tobytes()
+    ds.preamble = b"\0" * 128  # a Part 10 file, as the set's are
+    box = [20, 10, 60, 22]
+    chars = [[20 + 10 * k, 10, 30 + 10 * k, 22] for k in range(4)]
+    entry = {"frames": 1, "lossy": False, "fields": [{"kind": "phi", "frames": [0, 1], "box": box, "chars": chars}]}
+    return bench._save(ds), entry
+
+
+def test_the_padded_oracle_covers_every_field_and_alters_only_its_one_pixel_margin() -> None:
+    data, entry = _labelled()
+    inp, ds = bench._decode(data)
+    exact = bench.score_file("x", entry, inp, ds, bench.Oracle().redact(data, entry))
+    padded = bench.score_file("x", entry, inp, ds, bench.PaddedOracle().redact(data, entry))
+    assert exact.phi == [True] and padded.phi == [True]
+    assert exact.nontext_altered == 0.0
+    margin = (42 * 14 - 40 * 12) / (40 * 80 - 40 * 12)  # the ring of one pixel around the field's box
+    assert padded.nontext_altered == pytest.approx(margin)
