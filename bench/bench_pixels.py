@@ -581,6 +581,7 @@ def print_targets(summaries: list[Summary]) -> None:
     print("\nTargets:")
     presidio = next((s for s in summaries if s.label.startswith("presidio") and not s.unavailable), None)
     mine = [s for s in summaries if s.label.startswith("phiscrub")]
+    why = ""
     if not mine:
         print("  phiscrub: not run")
     for s in mine:
@@ -613,11 +614,13 @@ def print_targets(summaries: list[Summary]) -> None:
             checks.append(("ahead of Presidio on every metric" + (f" (not on: {', '.join(behind)})" if behind else ""), not behind))
             padded = next((o for o in summaries if o.label == PaddedOracle.name), None)
             if "non-text altered" in behind and padded is not None and presidio.nontext_altered < padded.nontext_altered:
-                print(f"  note: Presidio's non-text altered {_fmt(presidio.nontext_altered, 4)} is under the "
-                      f"{_fmt(padded.nontext_altered, 4)} of exact PHI boxes grown by 1 px: it comes from fields left "
-                      f"uncovered (recall {_fmt(presidio.phi_recall)}), and no redactor that covers them all can match it")
+                why = (f"Presidio's non-text altered {_fmt(presidio.nontext_altered, 4)} is under the "
+                       f"{_fmt(padded.nontext_altered, 4)} of exact PHI boxes grown by 1 px: it comes from fields left "
+                       f"uncovered (recall {_fmt(presidio.phi_recall)}); no redactor that covers them all can match it")
         for text, ok in checks:
             print(f"  phiscrub ({mode}): {'MET   ' if ok else 'NOT MET'} {text}")
+    if why:
+        print(f"  note: {why}")
 
 
 def check_baselines(summaries: list[Summary]) -> None:
