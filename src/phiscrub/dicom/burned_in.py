@@ -211,7 +211,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
             redacted = _redact(pixels, frames, padded, cfg, photometric)
         else:
             raise VerificationFailed("identifying text still found in the pixels after redaction")
-    syntax = pixels.encode_into(ds, redacted)
+    syntax = pixels.encode_into(ds, redacted, layout)
     ds.BurnedInAnnotation = "NO"
     return PixelOutcome(True, mode, padded, n_frames, syntax)
 

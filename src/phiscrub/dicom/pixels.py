@@ -431,17 +431,18 @@ def _set_lossy_history(ds: Dataset, ts: str, source_bytes: int, layout: PixelLay
             ds.LossyImageCompressionRatio = f"{raw / source_bytes:.4g}"
 
 
-def encode_into(ds: Dataset, frames: np.ndarray) -> str:
+def encode_into(ds: Dataset, frames: np.ndarray, layout: PixelLayout | None = None) -> str:
     """Replace ds.PixelData with frames, losslessly, and return the transfer syntax used.
 
-    frames must be decode_frames(ds) or redact() of it. The source syntax is kept where an
+    frames must be decode_frames(ds) or redact() of it; ``layout``, the layout decode(ds)
+    returned with them, saves decoding a frame again to learn it. The source syntax is kept where an
     encoder exists and the result round-trips; otherwise the module docstring's table says
     what is written instead. Updates the file meta Transfer Syntax UID, Photometric
     Interpretation, Planar Configuration, Smallest/Largest Image Pixel Value (if present)
     and the lossy-compression history; SOP Instance UID is left to the caller.
     """
     source_ts = _syntax(ds)
-    layout = decoded_layout(ds)
+    layout = layout or decoded_layout(ds)
     if frames.shape != layout.shape:
         raise ValueError(f"frames shape {frames.shape} does not match the image {layout.shape}")
     want = np.dtype(f"{'i' if layout.signed else 'u'}{max(1, layout.bits_allocated // 8)}")

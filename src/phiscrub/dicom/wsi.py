@@ -73,8 +73,7 @@ def apply_associated(ds: Dataset, config, keys) -> dict | None:
         raise DroppedByPolicy(f"{what} image removed by policy")
     from phiscrub.dicom import pixels
 
-    frames = pixels.decode_frames(ds)
-    layout = pixels.decoded_layout(ds)
+    frames, layout = pixels.decode(ds)
     notes = []
     if action == "replace":
         frames = _label_frames(frames, layout, slide_pseudonym(ds, keys))
@@ -84,7 +83,7 @@ def apply_associated(ds: Dataset, config, keys) -> dict | None:
             notes.append("label position unknown: whole overview blanked")
         frames = frames * 0
         burned = "NO"
-    syntax = pixels.encode_into(ds, frames)
+    syntax = pixels.encode_into(ds, frames, layout)
     ds.BurnedInAnnotation = burned
     done = {"replace": "replaced", "blank": "blanked", "redact": "blanked"}[action]
     return {"role": role, "action": done, "transfer_syntax": syntax, "notes": notes}
