@@ -156,3 +156,40 @@ def test_slides_are_verified_and_reported(cli, tmp_path: Path) -> None:
     slide.write_bytes(shutil_src)  # the original put back under the output's name
     code, lines = _check(cli, src, dst, a.values + ["Doe_Jane"])
     assert code == 1 and any(x.startswith(slide.name + ":") for x in lines), lines
+
+
+def test_an_annotation_naming_a_source_listed_after_it_is_found(cli, tmp_path: Path) -> None:
+    """Every source's names are known before any output is read: an annotation listed first
+    that names a folder listed after it is caught too."""
+    from phiscrub.demo import make_study
+    from tests.wsi import annotation_factory as ann
+
+    src = tmp_path / "in"
+    planted, _ = make_study(src / "zimmermann_case", n_ct=1, n_mr=0)
+    (src / "aaa.geojson").write_bytes(ann.geojson())
+    dst = tmp_path / "out"
+    assert cli("deidentify", src, dst, "-q", "-j", "1").exit_code == 0
+    code, lines = _check(cli, src, dst, planted.values)
+    assert code == 0 and lines == [], lines
+    (out,) = [p for p in dst.rglob("*.geojson") if ".phiscrub" not in p.parts]
+    out.write_bytes(out.read_bytes().replace(b'"type"', b'"note": "zimmermann_case", "type"', 1))
+    code, lines = _check(cli, src, dst, planted.values)
+    assert code == 1 and lines == [f"{out.relative_to(dst)}: holds a source file or folder name"], lines
+
+
+def test_the_verdict_is_the_same_whatever_the_number_of_threads(job, cli) -> None:
+    """Items are re-read concurrently; their findings are merged in source order."""
+    from phiscrub.keys import load_key
+    from phiscrub.pipeline.verify_job import verify_job
+    from phiscrub.policy.config import from_mapping
+
+    src, dst, planted = job
+    for out in _outputs(dst)[:3]:  # three outputs, each with a value put back
+        ds = dcmread(out)
+        ds.StudyDescription = "follow-up for Davidson"
+        ds.StudyInstanceUID = f"2.25.{len(str(out))}"
+        ds.save_as(out, enforce_file_format=True)
+    keys = load_key(None)  # the one the cli fixture's job ran with
+    one = verify_job(src, dst, from_mapping({}), keys, ocr=False, threads=1)
+    many = verify_job(src, dst, from_mapping({}), keys, ocr=False, threads=8)
+    assert len(one.problems) >= 3 and one.problems == many.problems and one.counts == many.counts

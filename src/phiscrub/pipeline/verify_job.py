@@ -23,6 +23,7 @@ import io
 import os
 import re
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -40,6 +41,10 @@ from phiscrub.pipeline.verify import (
 from phiscrub.policy.config import Config
 
 STATE = ".phiscrub"
+# Items re-read at once. A bucket's reads wait on the network (one after another, a million
+# objects is days), and OCR and the codecs release the GIL; slides stay one at a time, since
+# a bucket's slide is fetched to a temporary folder whole, source and output.
+VERIFY_THREADS = 8
 _NOT_SCANNED = {"broker.map"}  # ciphertext: it holds original IDs, encrypted, by design
 MIN_NAME_PART = 6
 STATE_LABEL = "[state] "  # how paths in a state folder outside DST are shown
@@ -52,6 +57,21 @@ class JobCheck:
     outputs: int = 0
     ocr_checked: int = 0
     ocr_available: bool = True
+
+
+@dataclass
+class ItemFindings:
+    """What re-reading one DICOM output found, merged into the job's check in source order
+    (so the report does not depend on which thread finished first)."""
+
+    problems: list[str] = field(default_factory=list)
+    study: tuple[str, str, str] | None = None  # (source study, new study, new patient)
+    patient: tuple[str, str] | None = None  # (source patient ID, new patient ID)
+    sop: str = ""
+    references: list[tuple[str, str]] = field(default_factory=list)
+    strict_texts: set[str] = field(default_factory=set)
+    ocr_checked: bool = False
+    ocr_unavailable: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,9 +125,10 @@ def _final_records(state: Path) -> tuple[dict[str, dict], bool]:
 
 
 def verify_job(src: str | Path, dst: str | Path, config: Config, keys: KeyRing, *, ocr: bool = True,
-               state: Path | None = None) -> JobCheck:
+               state: Path | None = None, threads: int = VERIFY_THREADS) -> JobCheck:
     """``src`` and ``dst``: folders or gs:// / s3:// URIs; ``state``: the job's state folder
-    (default DST/.phiscrub, which a bucket DST does not have)."""
+    (default DST/.phiscrub, which a bucket DST does not have); ``threads``: DICOM items
+    re-read at once."""
     res = JobCheck()
     p = res.problems
     if state is None:
@@ -124,19 +145,21 @@ def verify_job(src: str | Path, dst: str | Path, config: Config, keys: KeyRing, 
     listing = [(rel, is_dir) for rel, is_dir in out_tree.walk()]
     present = {rel for rel, is_dir in listing if not is_dir}
     expected: set[str] = set()  # relative output paths the job says it wrote
-    name_parts: set[str] = set()
-    strict_texts: set[str] = set()
     studies: dict[str, set[tuple[str, str]]] = defaultdict(set)  # source study -> {(new study, patient)}
     patients: dict[str, set[str]] = defaultdict(set)  # source patient id -> {pseudonym}
     sop_uids: set[str] = set()
     references: list[tuple[str, str]] = []  # (output relpath, referenced SOP instance UID)
+    strict_texts: set[str] = set()
     matched: set[str] = set()
+    # every source's file and folder names, before any output is looked at: an output
+    # must not hold any of them, not only those of the sources listed before it
+    name_parts = {_stem(x).lower() for e in sources for x in PurePosixPath(e.rel).parts if len(_stem(x)) >= MIN_NAME_PART}
+    dicoms: list[tuple[SourceEntry, str, dict]] = []
+    others: list[tuple[str, SourceEntry, list[str]]] = []
     for entry in sources:
-        name_parts |= {_stem(x).lower() for x in PurePosixPath(entry.rel).parts if len(_stem(x)) >= MIN_NAME_PART}
         rec = next((records[h] for h in entry.hashes if h in records), None)
-        tag = entry.hashes[0]
         if rec is None:
-            p.append(f"source {tag}: no record in the job (never processed)")
+            p.append(f"source {entry.hashes[0]}: no record in the job (never processed)")
             continue
         matched.add(rec["item"])
         status = rec.get("status", "")
@@ -153,10 +176,30 @@ def verify_job(src: str | Path, dst: str | Path, config: Config, keys: KeyRing, 
         res.outputs += len(outs)
         kind = _kind(rec)
         if kind == "dicom":
-            _check_dicom(src_tree, entry.rel, out_tree, outs[0], rec, config, ocr, res, studies, patients, sop_uids,
-                         references, strict_texts, tag)
-        elif kind == "slide":
-            _check_slide(src_tree, entry.rel, out_tree, _slide_files(outs, present), config, keys, res, tag)
+            dicoms.append((entry, outs[0], rec))
+        else:
+            others.append((kind, entry, outs))
+
+    def check(item: tuple[SourceEntry, str, dict]) -> ItemFindings:
+        entry, rel, rec = item
+        return _check_dicom(src_tree, entry.rel, out_tree, rel, rec, config, ocr, entry.hashes[0])
+
+    with ThreadPoolExecutor(max(1, threads)) as pool:
+        for found in pool.map(check, dicoms):  # in source order, whatever finished first
+            p.extend(found.problems)
+            if found.study:
+                studies[found.study[0]].add(found.study[1:])
+            if found.patient:
+                patients[found.patient[0]].add(found.patient[1])
+            if found.sop:
+                sop_uids.add(found.sop)
+            references += found.references
+            strict_texts |= found.strict_texts
+            res.ocr_checked += found.ocr_checked
+            res.ocr_available &= not found.ocr_unavailable
+    for kind, entry, outs in others:
+        if kind == "slide":
+            _check_slide(src_tree, entry.rel, out_tree, _slide_files(outs, present), config, keys, res, entry.hashes[0])
         else:
             _check_bytes(out_tree, outs[0], name_parts, res)
     # items recorded for sources that are not there any more: not wrong, but not balanced
@@ -200,62 +243,63 @@ def _kind(rec: dict) -> str:
     return "file"
 
 
-def _check_dicom(src_tree: Tree, src_rel: str, out_tree: Tree, rel: str, rec, config, ocr, res, studies, patients, sop_uids,
-                 references, strict_texts, tag) -> None:
+def _check_dicom(src_tree: Tree, src_rel: str, out_tree: Tree, rel: str, rec, config, ocr, tag) -> ItemFindings:
+    """Re-read one DICOM output and its source: what it found, for the caller to merge (it
+    runs in a worker thread, and touches nothing shared)."""
     from pydicom import dcmread
 
     from phiscrub.dicom.reader import read_instance
     from phiscrub.policy import annex_e
 
-    p = res.problems
+    found = ItemFindings()
+    p = found.problems
     try:
         src = read_instance(src_tree.read(src_rel))
     except Exception:  # noqa: BLE001 - not DICOM any more, or a storage client's own error
         p.append(f"source {tag}: cannot be re-read to verify its output")
-        return
+        return found
     iod = annex_e.iod_for_sop_class(src.get("SOPClassUID"))
     probe = collect_probe(src, config.policy, iod)
-    strict_texts |= {t for t in probe.texts if _identifying(t)}
+    found.strict_texts = {t for t in probe.texts if _identifying(t)}
     try:
         data = out_tree.read(rel)
     except Exception as e:  # noqa: BLE001 - gone or unreadable since it was listed
         p.append(f"{rel}: cannot be re-read ({type(e).__name__})")
-        return
+        return found
     for reason in verify_output(data, rel, probe):
         p.append(f"{rel}: {reason}")
     try:
         out = dcmread(io.BytesIO(data), force=True)
     except Exception:  # noqa: BLE001 - an output that does not parse cannot be released
         p.append(f"{rel}: output does not parse as DICOM")
-        return
+        return found
     for kw in text_field_leaks(out, probe):
         p.append(f"{rel}: text field {kw} holds a source identifying value")
     src_study, src_patient = str(src.get("StudyInstanceUID", "")), str(src.get("PatientID", ""))
     new_study, new_patient = str(out.get("StudyInstanceUID", "")), str(out.get("PatientID", ""))
     if src_study:
-        studies[src_study].add((new_study, new_patient))
+        found.study = (src_study, new_study, new_patient)
     if src_patient:
-        patients[src_patient].add(new_patient)
-    sop = str(out.get("SOPInstanceUID", ""))
-    if sop:
-        sop_uids.add(sop)
+        found.patient = (src_patient, new_patient)
+    found.sop = str(out.get("SOPInstanceUID", ""))
     for e in out.iterall():
         if e.tag == 0x00081155 and e.value:  # ReferencedSOPInstanceUID
             for v in e.value if isinstance(e.value, list) or type(e.value).__name__ == "MultiValue" else [e.value]:
-                references.append((rel, str(v)))
+                found.references.append((rel, str(v)))
     if not ocr or not _had_burned_in_text(src, rec):
-        return
+        return found
     try:
         n = ocr_leaks(out, src, config)
     except ImportError:
-        res.ocr_available = False
-        return
+        found.ocr_unavailable = True
+        return found
     except Exception as e:  # noqa: BLE001 - a decode failure of an output is a finding
         p.append(f"{rel}: pixels could not be checked with OCR ({type(e).__name__})")
-        return
-    res.ocr_checked += 1
+        return found
+    found.ocr_checked = True
     if n:
         p.append(f"{rel}: OCR reads {n} identifying text region(s) in the output pixels")
+    return found
 
 
 def _had_burned_in_text(src, rec: dict) -> bool:
