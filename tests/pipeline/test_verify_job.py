@@ -193,3 +193,17 @@ def test_the_verdict_is_the_same_whatever_the_number_of_threads(job, cli) -> Non
     one = verify_job(src, dst, from_mapping({}), keys, ocr=False, threads=1)
     many = verify_job(src, dst, from_mapping({}), keys, ocr=False, threads=8)
     assert len(one.problems) >= 3 and one.problems == many.problems and one.counts == many.counts
+
+
+def test_a_state_folder_left_in_dst_by_another_run_is_named_once_and_scanned(cli, tmp_path: Path) -> None:
+    src, dst, planted, res = make_job(cli, tmp_path, "--state", str(tmp_path / "elsewhere"))
+    assert res.exit_code == 0, res.output
+    assert not (dst / ".phiscrub").exists()
+    old = dst / ".phiscrub"
+    old.mkdir()
+    (old / "audit.jsonl").write_text("{}\n")
+    (old / "last-run.json").write_text("MRN4471923\n")
+    code, lines = _check(cli, src, dst, planted, "--state", str(tmp_path / "elsewhere"))
+    assert code == 1
+    assert lines == [".phiscrub: a state folder this job did not write (its state is in --state): left from another run",
+                     ".phiscrub/last-run.json: holds a source value or file name"], lines

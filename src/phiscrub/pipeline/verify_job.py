@@ -217,7 +217,10 @@ def verify_job(src: str | Path, dst: str | Path, config: Config, keys: KeyRing, 
         if ref not in sop_uids:
             p.append(f"{rel}: a Referenced SOP Instance UID resolves to no output of this job")
     needles = {t.encode() for t in strict_texts} | {n.encode() for n in name_parts}
-    _check_tree(out_tree, listing, expected, needles, p, keys, state_prefix=STATE if state_inside else None)
+    # a local DST's .phiscrub is a state folder even when this job kept its state elsewhere
+    # (an earlier run's): scanned like one, and reported once rather than file by file
+    _check_tree(out_tree, listing, expected, needles, p, keys, state_prefix=None if is_bucket(dst) else STATE,
+                foreign_state=not state_inside)
     if not state_inside:
         state_tree = LocalTree(Path(state))
         _check_tree(state_tree, list(state_tree.walk()), expected, needles, p, keys, state_prefix="", shown=STATE_LABEL)
@@ -398,11 +401,15 @@ def _check_studies(studies, patients, keys: KeyRing, p: list[str]) -> None:
 
 
 def _check_tree(tree: Tree, listing: list[tuple[str, bool]], expected: set[str], needles: set[bytes], p: list[str],
-                keys: KeyRing, *, state_prefix: str | None, shown: str = "") -> None:
+                keys: KeyRing, *, state_prefix: str | None, shown: str = "", foreign_state: bool = False) -> None:
     """Every entry of a tree: written by the job (or a slide's companion), named from no
     source value, and for the state folder (paths under ``state_prefix``; '' for a tree
-    that is the state folder), holding no source value at all."""
+    that is the state folder), holding no source value at all. ``foreign_state``: that
+    folder is not this job's (its state is elsewhere): said once, and still scanned."""
     companions = {PurePosixPath(e).with_suffix("") for e in expected if e.endswith(".mrxs")}
+    if foreign_state and state_prefix and any(PurePosixPath(r).parts[:1] == (state_prefix,) for r, _ in listing):
+        p.append(f"{shown}{state_prefix}: a state folder this job did not write (its state is in --state): "
+                 "left from another run")
     for rel, is_dir in listing:
         path = PurePosixPath(rel)
         in_state = state_prefix is not None and (state_prefix == "" or path.parts[:1] == (state_prefix,))
