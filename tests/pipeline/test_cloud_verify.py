@@ -254,3 +254,46 @@ def test_a_job_whose_uploads_arrive_damaged_publishes_nothing(cloud_env, cli, tm
         assert con.execute("SELECT status, attempts FROM items").fetchall() == [(rec["status"], 5)]
     finally:
         con.close()
+
+
+def test_a_multipart_upload_is_confirmed_from_its_etag_without_reading_it_back(
+        cloud_env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    """A slide uploaded to S3 in parts: the ETag moto computes ('<md5 of part md5s>-<n>') is
+    computed from the local file too, and nothing is read back; a damaged multipart upload
+    still falls back to reading back, and is deleted."""
+    from phiscrub.pipeline import objectcheck, objectstore
+
+    monkeypatch.setattr(objectstore, "S3_PART", 5 << 20)  # S3's smallest part: a small test file
+    filesystem("s3").mkdir("multipart")
+    sink = ObjectSink("s3://multipart/out")
+    fs = sink.fs
+    slide = tmp_path / "slide.svs"
+    slide.write_bytes(b"II*\x00" + bytes(range(251)) * (11 * 4177))  # 11 MiB and a bit: 3 parts
+    read_back = []
+    real_read = objectcheck.md5_of_object
+    monkeypatch.setattr(objectcheck, "md5_of_object", lambda *a: read_back.append(a) or real_read(*a))
+
+    sink.put_file("a/slide.svs", slide)
+    etag = fs.info("multipart/out/a/slide.svs")["ETag"].strip('"')
+    assert etag.endswith("-3") and etag == objectcheck.multipart_etag(slide, 5 << 20)
+    assert read_back == []
+    assert hashlib.md5(fs.cat_file("multipart/out/a/slide.svs")).digest() == hashlib.md5(slide.read_bytes()).digest()
+
+    class DamagedParts:
+        """Uploads, in the same parts, a copy with its last byte flipped."""
+
+        def __getattr__(self, name: str):
+            return getattr(fs, name)
+
+        def put_file(self, lpath: str, rpath: str, **kw):
+            bad = tmp_path / "bad.bin"
+            data = Path(lpath).read_bytes()
+            bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+            return fs.put_file(str(bad), rpath, **kw)
+
+    sink.fs = DamagedParts()
+    with pytest.raises(TransientError) as e:
+        sink.put_file("b/slide.svs", slide)
+    assert "read back" in str(e.value) and len(read_back) == 1
+    fs.invalidate_cache()
+    assert not fs.exists("multipart/out/b/slide.svs")

@@ -8,8 +8,12 @@ confirmed against the MD5 of what was checked:
 - GCS reports ``md5Hash`` (Base64) for objects uploaded whole: compared, and a mismatch is
   final (composite objects have none: read back).
 - S3 reports an ``ETag`` that is the hex MD5 for a single-part upload without KMS
-  encryption. A multipart ETag ('<hex>-<parts>') is no MD5: read back. A plain ETag that
-  differs may be a KMS one: read back rather than condemn a good object.
+  encryption. A plain ETag that differs may be a KMS one: read back rather than condemn a
+  good object.
+- A multipart upload's ETag is '<MD5 of the parts' MD5s>-<parts>'. For a file we uploaded
+  in parts of a size we chose, that is computed from the local file (read from local disk,
+  not the network): equal, the object is confirmed without reading a slide of gigabytes
+  back; different (another part size, KMS), read back.
 - Otherwise the object is read back, streamed in chunks, and its MD5 compared.
 
 A mismatch deletes the object and raises TransientError (the runner's retry PUTs the
@@ -45,6 +49,27 @@ def md5_of_object(fs: Any, key: str) -> str:
     return h.hexdigest()
 
 
+def multipart_etag(path: Path, part_size: int) -> str:
+    """The ETag S3 gives a multipart upload of ``path`` in parts of ``part_size`` bytes
+    (the last one shorter): the MD5 of the parts' binary MD5s, '-', the number of parts."""
+    digests = []
+    with open(path, "rb") as fh:
+        while True:
+            h = hashlib.md5(usedforsecurity=False)
+            left = part_size
+            while left and (chunk := fh.read(min(CHUNK, left))):
+                h.update(chunk)
+                left -= len(chunk)
+            if left == part_size:
+                break
+            digests.append(h.digest())
+    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
+
+
+def _etag(info: dict) -> str:
+    return str(info.get("ETag") or info.get("etag") or "").strip('"').lower()
+
+
 def reported_md5(info: dict) -> tuple[str | None, bool]:
     """(hex MD5 the store reports, whether a mismatch with it is final)."""
     b64 = info.get("md5Hash")
@@ -53,15 +78,16 @@ def reported_md5(info: dict) -> tuple[str | None, bool]:
             return base64.b64decode(b64).hex(), True
         except (binascii.Error, ValueError):
             return None, False
-    etag = str(info.get("ETag") or info.get("etag") or "").strip('"').lower()
+    etag = _etag(info)
     if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):
         return etag, False  # S3 single part: the MD5, unless KMS made it something else
     return None, False
 
 
-def confirm_stored(fs: Any, key: str, md5_hex: str, size: int) -> None:
+def confirm_stored(fs: Any, key: str, md5_hex: str, size: int, parts: tuple[Path, int] | None = None) -> None:
     """Raises TransientError, after deleting the object, unless the store holds exactly
-    ``size`` bytes with MD5 ``md5_hex`` under ``key``."""
+    ``size`` bytes with MD5 ``md5_hex`` under ``key``. ``parts``: the local file and the
+    part size a multipart upload of it used."""
     fs.invalidate_cache(key)  # a listing cached before the PUT must not answer for it
     info = fs.info(key)
     stored_size = info.get("size")
@@ -72,6 +98,9 @@ def confirm_stored(fs: Any, key: str, md5_hex: str, size: int) -> None:
         return
     if reported is not None and final:
         _reject(fs, key, "MD5 reported by the store")
+    etag = _etag(info)
+    if parts is not None and etag.partition("-")[2].isdigit() and etag == multipart_etag(*parts):
+        return
     if md5_of_object(fs, key) != md5_hex:
         _reject(fs, key, "MD5 of the object read back")
 

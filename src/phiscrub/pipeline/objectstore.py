@@ -26,6 +26,10 @@ from phiscrub.pipeline.storage import Item, register_scheme, scheme_of
 _PARTIAL = ".partial-"
 
 
+S3_PART = 64 << 20  # bytes per part of a multipart upload (s3fs uploads in parts from twice this)
+S3_MAX_PARTS = 10_000  # S3's limit: larger files get larger parts
+
+
 def filesystem(scheme: str, endpoint_url: str | None = None) -> Any:
     if scheme in ("gs", "gcs"):
         emulator = endpoint_url or os.environ.get("STORAGE_EMULATOR_HOST")
@@ -139,12 +143,18 @@ class ObjectSink:
 
     def put_file(self, relpath: str, local: Path) -> str:
         """A verified local file (a slide), uploaded and confirmed against its MD5 (hashed
-        in chunks: slides do not fit in memory)."""
+        in chunks: slides do not fit in memory). To S3, in parts of a size chosen here, so
+        that the multipart ETag can be computed from the file (objectcheck)."""
         key = self._key(relpath)
         md5 = md5_of_file(local)
         size = local.stat().st_size
-        self.fs.put_file(str(local), key)
-        confirm_stored(self.fs, key, md5, size)
+        if self.scheme == "s3":
+            part = max(S3_PART, -(-size // S3_MAX_PARTS))
+            self.fs.put_file(str(local), key, chunksize=part)
+            confirm_stored(self.fs, key, md5, size, parts=(local, part))
+        else:
+            self.fs.put_file(str(local), key)
+            confirm_stored(self.fs, key, md5, size)
         if self._listing is not None:
             self._listing.add(relpath)
         return f"{self.scheme}://{key}"
