@@ -42,8 +42,9 @@ from phiscrub.policy.config import Config
 
 STATE = ".phiscrub"
 # Items re-read at once. A bucket's reads wait on the network (one after another, a million
-# objects is days), and OCR and the codecs release the GIL; slides stay one at a time, since
-# a bucket's slide is fetched to a temporary folder whole, source and output.
+# objects is days); parsing and the codecs hold the GIL and OCR runs under its engine's lock,
+# so on a local folder the threads gain little. Slides stay one at a time: a bucket's slide
+# is fetched to a temporary folder whole, source and output.
 VERIFY_THREADS = 8
 _NOT_SCANNED = {"broker.map"}  # ciphertext: it holds original IDs, encrypted, by design
 MIN_NAME_PART = 6
