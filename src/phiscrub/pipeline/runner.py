@@ -158,7 +158,7 @@ def _process(item: Item, job: Job) -> ItemResult:
         return _storage_failure(e, result, att)
     except Exception as e:  # noqa: BLE001 - a client's own error types (HTTP, botocore)
         if is_transient(e):
-            return result("failed", f"storage unavailable after {att.total} attempt(s) ({type(e).__name__})", "transient")
+            return result("failed", _gave_up(att, type(e).__name__), "transient")
         return result("quarantined", f"cannot read ({type(e).__name__})", "io")
     if local is None:
         annotation = _annotation(item, data, job, sink, src_hash, att)
@@ -167,10 +167,15 @@ def _process(item: Item, job: Job) -> ItemResult:
     return _dicom(item, data, job, sink, src_hash, att)
 
 
+def _gave_up(att: Attempts, why: str) -> str:
+    """The reason of an item whose storage errors outlasted the retries (a rerun tries again)."""
+    return f"storage unavailable after {att.total} attempt(s) ({why})"
+
+
 def _storage_failure(e: OSError, result, att: Attempts) -> ItemResult:
     why = e.strerror or type(e).__name__
     if is_transient(e):  # tried as often as the policy allows: a rerun tries again
-        return result("failed", f"storage unavailable after {att.total} attempt(s) ({why})", "transient")
+        return result("failed", _gave_up(att, why), "transient")
     return result("quarantined", f"cannot read ({why})", "io")  # permanent: at once, with the reason
 
 
@@ -231,18 +236,17 @@ def _dicom(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Attempts
     except DroppedByPolicy as e:  # not a failure: nothing is written and no copy is kept
         return result("dropped", str(e), e.reason)
     except TransientError as e:  # tried as often as the policy allows: failed, not unsafe; a rerun tries again
-        return result("failed", f"storage unavailable after {att.total} attempt(s) ({e})", "transient")
+        return result("failed", _gave_up(att, str(e)), "transient")
     except PhiscrubError as e:
         _quarantine_copy(data, job, src_hash)
         return result("quarantined", str(e), e.reason)
     except OSError as e:
         if is_transient(e):
-            return result("failed", f"storage unavailable after {att.total} attempt(s) ({e.strerror or type(e).__name__})",
-                          "transient")
+            return result("failed", _gave_up(att, e.strerror or type(e).__name__), "transient")
         return result("failed", f"cannot write ({e.strerror or type(e).__name__})", "io")
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the run
         if is_transient(e):
-            return result("failed", f"storage unavailable after {att.total} attempt(s) ({type(e).__name__})", "transient")
+            return result("failed", _gave_up(att, type(e).__name__), "transient")
         _quarantine_copy(data, job, src_hash)
         return result("failed", f"internal error ({type(e).__name__})", "internal")
 
@@ -294,14 +298,14 @@ def _slide(path: Path, item: Item, job: Job, sink, src_hash: str, att: Attempts,
                 rel = f.relative_to(staging).as_posix()
                 att.call(lambda f=f, rel=rel: sink.put_file(rel, f))
     except TransientError as e:  # tried as often as the policy allows: failed, not unsafe; a rerun tries again
-        return result("failed", f"storage unavailable after {att.total} attempt(s) ({e})", "transient")
+        return result("failed", _gave_up(att, str(e)), "transient")
     except PhiscrubError as e:
         _quarantine_file(path, job, src_hash)
         cat = "verification" if e.reason == "verification-failed" else e.reason
         return result("quarantined", str(e), cat)
     except Exception as e:  # noqa: BLE001 - one bad slide must not stop the run
         if is_transient(e):
-            return result("failed", f"storage unavailable after {att.total} attempt(s) ({type(e).__name__})", "transient")
+            return result("failed", _gave_up(att, type(e).__name__), "transient")
         _quarantine_file(path, job, src_hash)
         return result("failed", f"internal error ({type(e).__name__})", "internal")
     finally:
@@ -350,7 +354,7 @@ def _annotation(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Att
         _put(sink, rel, out, None, att)
         return result("done", relpath=rel, manifest=manifest)
     except TransientError as e:  # tried as often as the policy allows: failed, not unsafe; a rerun tries again
-        return result("failed", f"storage unavailable after {att.total} attempt(s) ({e})", "transient")
+        return result("failed", _gave_up(att, str(e)), "transient")
     except PhiscrubError as e:
         _quarantine_copy(data, job, src_hash)
         return result("quarantined", str(e), e.reason)
