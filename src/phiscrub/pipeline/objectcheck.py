@@ -33,12 +33,30 @@ from phiscrub.errors import TransientError
 CHUNK = 1 << 20
 
 
-def md5_of_file(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
+def file_digests(path: Path, part_size: int | None = None) -> tuple[str, str | None]:
+    """(hex MD5 of the file; with ``part_size``, the ETag S3 gives a multipart upload of it
+    in parts of that size (the last one shorter): the MD5 of the parts' binary MD5s, '-',
+    the number of parts), from one read of the file: a slide is gigabytes."""
+    whole = hashlib.md5(usedforsecurity=False)
+    digests: list[bytes] = []
+    part, filled = hashlib.md5(usedforsecurity=False), 0
     with open(path, "rb") as fh:
         while chunk := fh.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+            whole.update(chunk)
+            view = memoryview(chunk)
+            while part_size and view:
+                take = view[: part_size - filled]
+                part.update(take)
+                filled += len(take)
+                view = view[len(take):]
+                if filled == part_size:
+                    digests.append(part.digest())
+                    part, filled = hashlib.md5(usedforsecurity=False), 0
+    if not part_size:
+        return whole.hexdigest(), None
+    if filled:
+        digests.append(part.digest())
+    return whole.hexdigest(), f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
 
 
 def md5_of_object(fs: Any, key: str) -> str:
@@ -47,23 +65,6 @@ def md5_of_object(fs: Any, key: str) -> str:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
-
-
-def multipart_etag(path: Path, part_size: int) -> str:
-    """The ETag S3 gives a multipart upload of ``path`` in parts of ``part_size`` bytes
-    (the last one shorter): the MD5 of the parts' binary MD5s, '-', the number of parts."""
-    digests = []
-    with open(path, "rb") as fh:
-        while True:
-            h = hashlib.md5(usedforsecurity=False)
-            left = part_size
-            while left and (chunk := fh.read(min(CHUNK, left))):
-                h.update(chunk)
-                left -= len(chunk)
-            if left == part_size:
-                break
-            digests.append(h.digest())
-    return f"{hashlib.md5(b''.join(digests), usedforsecurity=False).hexdigest()}-{len(digests)}"
 
 
 def _etag(info: dict) -> str:
@@ -84,10 +85,10 @@ def reported_md5(info: dict) -> tuple[str | None, bool]:
     return None, False
 
 
-def confirm_stored(fs: Any, key: str, md5_hex: str, size: int, parts: tuple[Path, int] | None = None) -> None:
+def confirm_stored(fs: Any, key: str, md5_hex: str, size: int, multipart: str | None = None) -> None:
     """Raises TransientError, after deleting the object, unless the store holds exactly
-    ``size`` bytes with MD5 ``md5_hex`` under ``key``. ``parts``: the local file and the
-    part size a multipart upload of it used."""
+    ``size`` bytes with MD5 ``md5_hex`` under ``key``. ``multipart``: the ETag a multipart
+    upload of those bytes gets, in the parts it was sent in (:func:`file_digests`)."""
     fs.invalidate_cache(key)  # a listing cached before the PUT must not answer for it
     info = fs.info(key)
     stored_size = info.get("size")
@@ -98,8 +99,7 @@ def confirm_stored(fs: Any, key: str, md5_hex: str, size: int, parts: tuple[Path
         return
     if reported is not None and final:
         _reject(fs, key, "MD5 reported by the store")
-    etag = _etag(info)
-    if parts is not None and etag.partition("-")[2].isdigit() and etag == multipart_etag(*parts):
+    if multipart is not None and _etag(info) == multipart:
         return
     if md5_of_object(fs, key) != md5_hex:
         _reject(fs, key, "MD5 of the object read back")

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from phiscrub.pipeline.objectcheck import confirm_stored, md5_of_file
+from phiscrub.pipeline.objectcheck import confirm_stored, file_digests
 from phiscrub.pipeline.storage import Item, register_scheme, scheme_of
 
 _PARTIAL = ".partial-"
@@ -28,6 +28,12 @@ _PARTIAL = ".partial-"
 
 S3_PART = 64 << 20  # bytes per part of a multipart upload (s3fs uploads in parts from twice this)
 S3_MAX_PARTS = 10_000  # S3's limit: larger files get larger parts
+
+
+def open_header(fs: Any, key: str):
+    """An object opened for a DICOM header read: blocks are kept once fetched, since the
+    reader seeks back within the header and a read-ahead cache fetches again each time."""
+    return fs.open(key, "rb", block_size=1 << 16, cache_type="blockcache")
 
 
 def filesystem(scheme: str, endpoint_url: str | None = None) -> Any:
@@ -101,9 +107,8 @@ class ObjectSource:
         return self.fs.cat_file(self._key(item), start=0, end=n)
 
     def open(self, item: Item):
-        """For a header read (study selection): blocks are kept once fetched, since a DICOM
-        reader seeks back within the header and a read-ahead cache fetches again each time."""
-        return self.fs.open(self._key(item), "rb", block_size=1 << 16, cache_type="blockcache")
+        """For a header read (study selection)."""
+        return open_header(self.fs, self._key(item))
 
     def fetch(self, item: Item, local: Path) -> None:
         """Streams the object to a local file (a slide is gigabytes: never read whole)."""
@@ -146,13 +151,14 @@ class ObjectSink:
         in chunks: slides do not fit in memory). To S3, in parts of a size chosen here, so
         that the multipart ETag can be computed from the file (objectcheck)."""
         key = self._key(relpath)
-        md5 = md5_of_file(local)
         size = local.stat().st_size
         if self.scheme == "s3":
             part = max(S3_PART, -(-size // S3_MAX_PARTS))
+            md5, multipart = file_digests(local, part)
             self.fs.put_file(str(local), key, chunksize=part)
-            confirm_stored(self.fs, key, md5, size, parts=(local, part))
+            confirm_stored(self.fs, key, md5, size, multipart)
         else:
+            md5, _ = file_digests(local)
             self.fs.put_file(str(local), key)
             confirm_stored(self.fs, key, md5, size)
         if self._listing is not None:

@@ -110,9 +110,9 @@ class BucketTree:
         return self.fs.cat_file(self._key(rel))
 
     def open(self, rel: str) -> BinaryIO:
-        # blocks kept once fetched: a DICOM reader seeks back and forth within the header,
-        # and a read-ahead cache would fetch again on every step back
-        return self.fs.open(self._key(rel), "rb", block_size=1 << 16, cache_type="blockcache")
+        from phiscrub.pipeline.objectstore import open_header
+
+        return open_header(self.fs, self._key(rel))
 
     @contextmanager
     def local_files(self, rels: list[str], *, neutral: bool = False) -> Iterator[list[Path]]:
