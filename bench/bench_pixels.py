@@ -553,7 +553,7 @@ def _groups(labels: dict[str, Any]) -> dict[str, list[tuple[str, int]]]:
 
 
 def print_breakdown(labels: dict[str, Any], runs: list[tuple[Summary, list[FileScore]]]) -> None:
-    runs = [(s, sc) for s, sc in runs if not s.unavailable and s.label not in ("oracle", "oracle +1px", "no-op")]
+    runs = [(s, sc) for s, sc in runs if not s.unavailable and s.label not in (Oracle.name, PaddedOracle.name, NoOp.name)]
     if not runs:
         return
     print("\nPHI recall by group (fields in group):")
@@ -625,7 +625,7 @@ def print_targets(summaries: list[Summary]) -> None:
 
 def check_baselines(summaries: list[Summary]) -> None:
     by = {s.label: s for s in summaries}
-    oracle, noop = by.get("oracle"), by.get("no-op")
+    oracle, noop = by.get(Oracle.name), by.get(NoOp.name)
     ok_oracle = bool(oracle) and oracle.phi_recall == 1.0 and oracle.clean_rate == 1.0 and oracle.non_phi_kept == 1.0 \
         and oracle.nontext_altered < 1e-6
     ok_noop = bool(noop) and noop.phi_recall == 0.0 and noop.clean_rate == 0.0 and noop.non_phi_kept == 1.0 \
