@@ -8,6 +8,7 @@ gs:// sink whose every upload arrives damaged.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +38,13 @@ class InjectingFS:
         return self._fs.pipe_file(path, self._damage(bytes(data)), **kw)
 
     def put_file(self, lpath: str, rpath: str, **kw: Any) -> Any:
+        """A damaged copy goes up the way the file would (in the same parts, for S3)."""
         if not self.corrupt:
             return self._fs.put_file(lpath, rpath, **kw)
-        return self._fs.pipe_file(rpath, self._damage(Path(lpath).read_bytes()))
+        with tempfile.TemporaryDirectory() as tmp:
+            bad = Path(tmp) / "damaged"
+            bad.write_bytes(self._damage(Path(lpath).read_bytes()))
+            return self._fs.put_file(str(bad), rpath, **kw)
 
     def info(self, path: str, **kw: Any) -> dict:
         info = dict(self._fs.info(path, **kw))

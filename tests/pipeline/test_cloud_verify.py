@@ -279,19 +279,7 @@ def test_a_multipart_upload_is_confirmed_from_its_etag_without_reading_it_back(
     assert read_back == []
     assert hashlib.md5(fs.cat_file("multipart/out/a/slide.svs")).digest() == hashlib.md5(slide.read_bytes()).digest()
 
-    class DamagedParts:
-        """Uploads, in the same parts, a copy with its last byte flipped."""
-
-        def __getattr__(self, name: str):
-            return getattr(fs, name)
-
-        def put_file(self, lpath: str, rpath: str, **kw):
-            bad = tmp_path / "bad.bin"
-            data = Path(lpath).read_bytes()
-            bad.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
-            return fs.put_file(str(bad), rpath, **kw)
-
-    sink.fs = DamagedParts()
+    sink.fs = InjectingFS(fs, corrupt=True)  # the same parts, its last byte flipped
     with pytest.raises(TransientError) as e:
         sink.put_file("b/slide.svs", slide)
     assert "read back" in str(e.value) and len(read_back) == 1
