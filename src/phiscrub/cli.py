@@ -22,6 +22,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from phiscrub import __version__
+from phiscrub.cli_guards import GuardError, check_deidentify, make_folder, open_state
 from phiscrub.errors import ConfigError, KeyMissing, PhiscrubError
 from phiscrub.keys import KEY_ENV, generate_key_file, load_key
 
@@ -67,7 +68,6 @@ def deidentify(
     """De-identify SRC into DST: DST/<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm."""
     from phiscrub.pipeline.audit import AuditLog, item_record
     from phiscrub.pipeline.runner import Job, default_workers, run
-    from phiscrub.pipeline.state import JobState
     from phiscrub.pipeline.storage import scheme_of
 
     local_src, local_dst = scheme_of(src_uri) == "file", scheme_of(dst_uri) == "file"
@@ -76,6 +76,10 @@ def deidentify(
         raise _usage(f"{src}: no such file or folder")
     if in_place and not (local_src and local_dst):
         raise _usage("--in-place needs a local SRC and DST")
+    try:
+        check_deidentify(src_uri, dst_uri, key_file=key_file, generate_key=generate_key, quarantine=quarantine, state=state_opt)
+    except GuardError as e:
+        raise _usage(str(e)) from None
     cfg = _load(config)
     if generate_key is not None:
         try:
@@ -92,11 +96,10 @@ def deidentify(
         dst = dst.resolve()
         if quarantine is not None:
             quarantine = quarantine.resolve()
-            if quarantine == dst or dst in quarantine.parents:
-                raise _usage("--quarantine must be outside the output folder")
-        if local_src and (src.resolve() == dst or dst in src.resolve().parents):
-            raise _usage("the output folder must not be the input folder or inside it")
-        dst.mkdir(parents=True, exist_ok=True)
+        try:
+            make_folder(dst, "DST")
+        except GuardError as e:
+            raise _usage(str(e)) from None
     elif state_opt is None:
         raise _usage("--state FOLDER is needed when DST is not a folder (job state and audit are local files)")
     elif quarantine is not None:
@@ -110,9 +113,14 @@ def deidentify(
     n_workers = workers if workers >= 0 else cfg.workers
     n_workers = n_workers or default_workers()
     sdir = state_opt.resolve() if state_opt is not None else dst / ".phiscrub"
-    sdir.mkdir(parents=True, exist_ok=True)
-    state = JobState(sdir / "state.sqlite")
-    items, item_keys, skipped, excluded, sink = _plan(job, state, restart, wanted)
+    try:
+        state = open_state(sdir, keys, "--state" if state_opt is not None else "state folder")  # refuses another key
+    except GuardError as e:
+        raise _usage(str(e)) from None
+    started = time.perf_counter()
+    found, sink = _discover(job, wanted)
+    plan = _prepass(found, job, state, sink, restart, wanted, n_workers, scheduler, quiet)
+    items, item_keys, skipped, excluded = plan.tasks, plan.item_keys, plan.skipped, plan.excluded
     state.mark_pending(list(item_keys.values()))
     if skipped:
         err.print(f"resuming: {skipped} item(s) already done in an earlier run are skipped")
@@ -123,8 +131,8 @@ def deidentify(
     audit.append("run-start", version=__version__, policy=policy_hash,
                  profile=cfg.policy.profile, options=sorted(o.value for o in cfg.policy.options),
                  items=len(items), skipped=skipped, source=keys.hash_hex("src:" + src_uri))
+    audit.append("prepass", **plan.stats)  # counts only: the index's values never leave memory
     counts: Counter[str] = Counter()
-    started = time.perf_counter()
     progress = Progress(TextColumn("[bold]de-identifying"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[bad]} failed"), TimeRemainingColumn(),
                         console=err, disable=quiet or not err.is_terminal, transient=False)
@@ -137,14 +145,15 @@ def deidentify(
             if r.status == "excluded":  # another study: neither state nor audit, only counted
                 progress.update(task, advance=1)
                 return
-            if r.status not in ("done", "dropped"):
+            if r.status not in ("done", "dropped", "duplicate"):
                 # one line per failed file, naming the file and the reason, never a value in it
                 progress.console.print(f"[yellow]{r.status}:[/yellow] {r.source}: {r.reason}",
                                        markup=True, highlight=False)
             audit.append("item", **item_record(r, policy_hash=policy_hash, version=__version__,
                                                at_s=time.perf_counter() - started))
             if item_keys.get(r.source):  # after the audit record: a kill between the two repeats a record, never loses one
-                state.record(item_keys[r.source], r.status, r.relpath, r.category, getattr(r, "attempts", 1))
+                state.record(item_keys[r.source], r.status, r.relpath, r.category, getattr(r, "attempts", 1),
+                             plan.digests.get(r.source, ""))
             if broker is not None:  # original IDs travel only into the encrypted map
                 broker.add_result(r)
             progress.update(task, advance=1, bad=counts["failed"] + counts["quarantined"])
@@ -158,16 +167,18 @@ def deidentify(
         audit.append("broker-map", pairs_added=broker.added)
     elapsed = time.perf_counter() - started
     audit.append("run-end", done=counts["done"], dropped=counts["dropped"], failed=counts["failed"], skipped=skipped,
-                 quarantined=counts["quarantined"], seconds=round(elapsed, 3))
+                 quarantined=counts["quarantined"], duplicates=counts["duplicate"], seconds=round(elapsed, 3))
     audit.close()
-    summary = {"done": counts["done"], "dropped": counts["dropped"], "skipped": skipped, "failed": counts["failed"],
-               "quarantined": counts["quarantined"], "seconds": round(elapsed, 3)}
+    summary = {"done": counts["done"], "dropped": counts["dropped"], "duplicates": counts["duplicate"], "skipped": skipped,
+               "failed": counts["failed"], "quarantined": counts["quarantined"], "seconds": round(elapsed, 3)}
     (sdir / "last-run.json").write_text(json.dumps(summary, indent=1) + "\n")
     excluded += counts["excluded"]
     if wanted is not None:
         err.print(f"{excluded} item(s) of other studies not selected")
     rate = len(items) / elapsed if elapsed > 0 else 0.0
     dropped = f", {counts['dropped']} dropped by policy" if counts["dropped"] else ""
+    if counts["duplicate"]:  # identical copies of another file: one output serves them all
+        dropped += f", {counts['duplicate']} duplicate(s)"
     err.print(f"{counts['done']} done{dropped}, {counts['quarantined']} quarantined, {counts['failed']} failed"
               f" in {elapsed:.1f}s ({rate:.0f} files/s); audit: {sdir / 'audit.jsonl'}")
     if counts["failed"] or counts["quarantined"]:
@@ -187,11 +198,9 @@ def _study_list(path: Path | None) -> frozenset[str] | None:
         raise _usage(str(e)) from None
 
 
-def _plan(job, state, restart: bool, wanted: frozenset[str] | None):
-    """Discovers the items, skips what an earlier run finished (its output still there),
-    and orders DICOM by study where the source knows it. Item URIs stay in this process's
-    memory and on the console; the state holds their keyed hashes."""
-    from phiscrub.pipeline.state import JobState
+def _discover(job, wanted: frozenset[str] | None):
+    """The items the source lists, and the sink. Item URIs stay in this process's memory
+    and on the console; the state holds their keyed hashes."""
     from phiscrub.pipeline.storage import load_plugins, open_sink, open_source
 
     opts = {"studies": sorted(wanted)} if wanted is not None else {}  # a store that can query by study does
@@ -204,21 +213,29 @@ def _plan(job, state, restart: bool, wanted: frozenset[str] | None):
         raise _usage(str(e)) from None
     except (OSError, ValueError, ImportError) as e:
         raise _usage(f"cannot open the source or destination ({type(e).__name__}: {getattr(e, 'strerror', None) or e})") from None
-    if any(it.study for it in found):
-        found.sort(key=lambda it: it.study)  # stable: the source's order within a study
-    items, item_keys, skipped, excluded = [], {}, 0, 0
-    for it in found:
-        if wanted is not None and it.study and it.study not in wanted:
-            excluded += 1
-            continue
-        k = JobState.key_of(job.keys, it, job.policy_hash) if it.version or it.size else ""
-        rel = None if restart or not k else state.done_relpath(k)
-        if rel is not None and (rel == "" or sink.exists(rel)):
-            skipped += 1  # done by an earlier run with this item, policy and key
-            continue
-        item_keys[it.uri] = k
-        items.append(it)
-    return items, item_keys, skipped, excluded, sink
+    return found, sink
+
+
+def _prepass(found, job, state, sink, restart: bool, wanted, workers: int, scheduler: str | None, quiet: bool):
+    """Reads every header before any item is transformed (pipeline/prepass.py), with its own
+    progress bar, then plans the run: duplicates, study terms, what a resume skips."""
+    from phiscrub.pipeline.planning import plan_job
+    from phiscrub.pipeline.runner import run
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), console=err, disable=quiet or not err.is_terminal, transient=True)
+    with progress:
+        def run_work(elements, work, on_crash, on_result) -> None:
+            task = progress.add_task("reading headers" if work.__name__ == "read_header" else "checking copies",
+                                     total=len(elements))
+
+            def tick(r) -> None:
+                on_result(r)
+                progress.update(task, advance=1)
+
+            run(elements, job, workers, tick, scheduler=scheduler, work=work, on_crash=on_crash)
+
+        return plan_job(found, job, run_work, state.done_row, sink.exists, restart=restart, wanted=wanted)
 
 
 def _broker(broker_key: Path | None, keys, sdir: Path):

@@ -51,14 +51,17 @@ def transform_dicom(data: bytes, config: Config, keys: KeyRing, policy_hash: str
     return transform_dataset(read_instance(data), config, keys, policy_hash)
 
 
-def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str) -> Outcome:
+def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str, terms: PhiTerms | None = None) -> Outcome:
     """The same step on an already parsed dataset (the runner parses once, so the verifier
-    can read the source values before the transform changes them in place)."""
+    can read the source values before the transform changes them in place). ``terms``: the
+    values free text is cleaned of, when the caller knows more than this instance holds
+    (its whole study's, from the job's pre-pass); else they are read from the instance."""
     policy = config.policy
     # a whole-slide label or overview: dropped, blanked or replaced as config.wsi says
     associated = dicom_wsi.apply_associated(ds, config, keys)
     who = identity.patient_identity(ds)
-    terms = identity.collect_terms(ds) if needs_terms(config) else PhiTerms()
+    if terms is None:
+        terms = identity.collect_terms(ds) if needs_terms(config) else PhiTerms()
     pixel_outcome = None
     if policy.has(Option.CLEAN_PIXEL_DATA):
         # before the header pass: it needs the original names, IDs and device identity

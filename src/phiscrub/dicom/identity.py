@@ -44,8 +44,20 @@ def _identifying_tags() -> frozenset[int]:
 _IDENT = _identifying_tags()
 
 
+def _harvests_long_text(keyword: str) -> bool:
+    """Telecom values are LT but hold a phone or an address, not prose."""
+    return keyword.endswith("TelecomInformation")
+
+
 def collect_terms(ds: Dataset, terms: PhiTerms | None = None) -> PhiTerms:
-    terms = terms or PhiTerms()
+    """The identifying values of ``ds`` (sequences included) for the free-text cleaner.
+
+    Every PN, DA and DT value is taken, listed in PS3.15 Table E.1-1 or not: a date the
+    table does not name (Instance Creation Date, an SR content date) is a date of service
+    all the same, and text repeats it. ST values of identifying attributes (addresses) and
+    telecom LT values are taken whole; other LT/UT values are prose, cleaned, not harvested.
+    """
+    terms = PhiTerms() if terms is None else terms
     for elem in ds:
         vr = elem.VR
         if vr == "SQ":
@@ -54,7 +66,7 @@ def collect_terms(ds: Dataset, terms: PhiTerms | None = None) -> PhiTerms:
             continue
         if vr in _SKIP_VRS or elem.tag.is_private:
             continue
-        if vr != "PN" and int(elem.tag) not in _IDENT:
+        if vr not in ("PN", "DA", "DT") and int(elem.tag) not in _IDENT:
             continue
         vals = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
         for v in vals:
@@ -64,10 +76,13 @@ def collect_terms(ds: Dataset, terms: PhiTerms | None = None) -> PhiTerms:
             if vr == "PN":
                 terms.add_name(s)
             elif vr == "DA":
-                terms.add_date(s)
+                for part in s.split("-"):  # a range query value: 20210101-20210131
+                    terms.add_date(part)
             elif vr == "DT":
-                terms.add_date(s[:8])
-            elif vr in ("LT", "ST", "UT"):
+                for part in s.split("-"):  # a range, or a -hhmm offset (too short to be a date)
+                    if len(part) >= 8:
+                        terms.add_date(part[:8])
+            elif vr in ("LT", "UT") and not _harvests_long_text(elem.keyword or ""):
                 continue  # long free text is cleaned, not harvested
             else:
                 terms.add_literal(s)

@@ -18,43 +18,51 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from phiscrub.pipeline import runner
-from phiscrub.pipeline.runner import ItemResult, Job, process_item
+from phiscrub.pipeline.runner import ItemResult, Job, Task, process_item
 from phiscrub.pipeline.sinks import flush
 from phiscrub.pipeline.storage import Item
 
-OnResult = Callable[[ItemResult], None]
+OnResult = Callable[[Any], None]
+# work(element, job) -> result, run on every element; on_crash(element, job) -> result, the
+# result of an element that killed its worker. Both are module-level functions (pickled by
+# name): the main pass's process_item, or the pre-pass's header and content reads.
+Work = Callable[[Any, Job], Any]
 CRASH_REASON = "the worker process died while processing this item (native crash)"
 
 
-def crashed(item: Item, job: Job) -> ItemResult:
+def crashed(item: Item | Task, job: Job) -> ItemResult:
+    if isinstance(item, Task):
+        item = item.item
     return ItemResult(item.uri, job.keys.hash_hex("path:" + item.uri), item.size, "failed", CRASH_REASON, "crash")
 
 
-def run_inline(items: list[Item], job: Job, on_result: OnResult) -> None:
+def run_inline(items: list, job: Job, on_result: OnResult, work: Work = process_item) -> None:
     """One worker, in this process: no isolation (a native crash ends the run), for debugging."""
     for it in items:
-        on_result(process_item(it, job))
+        on_result(work(it, job))
     flush()
 
 
-def _process_chunk(items: list[Item]) -> list[ItemResult]:
-    return [process_item(it) for it in items]
+def _process_chunk(items: list, work: Work = process_item) -> list:
+    return [work(it, runner._JOB) for it in items]
 
 
 def _batch(n: int, slots: int, most: int) -> int:
     return max(1, min(most, n // (slots * 8)))
 
 
-def run_pool(items: list[Item], job: Job, workers: int, on_result: OnResult) -> None:
+def run_pool(items: list, job: Job, workers: int, on_result: OnResult, work: Work = process_item,
+             on_crash: Work = crashed) -> None:
     batch = _batch(len(items), workers, 32)
     chunks = deque(items[i:i + batch] for i in range(0, len(items), batch))
     threads = max(1, runner.default_workers() // workers)
     while chunks:
-        suspects = _pool_pass(chunks, job, workers, threads, on_result)
+        suspects = _pool_pass(chunks, job, workers, threads, on_result, work)
         if suspects:
-            _isolate(suspects, job, threads, on_result)
+            _isolate(suspects, job, threads, on_result, work, on_crash)
             _sweep(job)
     flush()  # os.sync is system-wide: it covers what every worker wrote
 
@@ -63,7 +71,7 @@ def _pool(job: Job, workers: int, threads: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=workers, initializer=runner._init, initargs=(job, threads, os.getpid()))
 
 
-def _pool_pass(chunks: deque, job: Job, workers: int, threads: int, on_result: OnResult) -> list[Item]:
+def _pool_pass(chunks: deque, job: Job, workers: int, threads: int, on_result: OnResult, work: Work) -> list:
     """Runs chunks until they are all done (returns []) or the pool breaks (returns the
     items whose results were lost with it; the rest stay queued)."""
     pending: deque = deque()
@@ -73,7 +81,7 @@ def _pool_pass(chunks: deque, job: Job, workers: int, threads: int, on_result: O
                 while chunks and len(pending) < workers * 3:
                     chunk = chunks.popleft()
                     try:
-                        pending.append((ex.submit(_process_chunk, chunk), chunk))
+                        pending.append((ex.submit(_process_chunk, chunk, work), chunk))
                     except BrokenProcessPool:
                         chunks.appendleft(chunk)
                         raise
@@ -83,7 +91,7 @@ def _pool_pass(chunks: deque, job: Job, workers: int, threads: int, on_result: O
                 for r in results:
                     on_result(r)
         except BrokenProcessPool:
-            suspects: list[Item] = []
+            suspects: list = []
             for fut, chunk in pending:
                 if fut.done() and not fut.cancelled() and fut.exception(timeout=0) is None:
                     for r in fut.result():
@@ -94,17 +102,17 @@ def _pool_pass(chunks: deque, job: Job, workers: int, threads: int, on_result: O
     return []
 
 
-def _isolate(suspects: list[Item], job: Job, threads: int, on_result: OnResult) -> None:
+def _isolate(suspects: list, job: Job, threads: int, on_result: OnResult, work: Work, on_crash: Work) -> None:
     """Each suspect alone in a one-worker pool: a crash now names its item."""
     ex = _pool(job, 1, threads)
     try:
         for it in suspects:
             try:
-                results = ex.submit(_process_chunk, [it]).result()
+                results = ex.submit(_process_chunk, [it], work).result()
             except BrokenProcessPool:
                 ex.shutdown(wait=True)
                 ex = _pool(job, 1, threads)
-                results = [crashed(it, job)]
+                results = [on_crash(it, job)]
             for r in results:
                 on_result(r)
     finally:
@@ -121,14 +129,15 @@ def _sweep(job: Job) -> None:
         sweep()
 
 
-def _dask_chunk(items: list[Item], job: Job) -> list[ItemResult]:
+def _dask_chunk(items: list, job: Job, work: Work = process_item) -> list:
     import warnings
 
     warnings.simplefilter("ignore")
-    return [process_item(it, job) for it in items]
+    return [work(it, job) for it in items]
 
 
-def run_dask(items: list[Item], job: Job, scheduler: str, on_result: OnResult) -> None:
+def run_dask(items: list, job: Job, scheduler: str, on_result: OnResult, work: Work = process_item,
+             on_crash: Work = crashed) -> None:
     """Tasks carry the job and item URIs (a few hundred bytes); workers read and write
     storage themselves, so file bytes never pass through the scheduler. Use a tls:// address
     on a network you do not trust: the job holds the pseudonym key."""
@@ -140,12 +149,12 @@ def run_dask(items: list[Item], job: Job, scheduler: str, on_result: OnResult) -
         batch = _batch(len(items), slots, 16)
         chunks = deque(items[i:i + batch] for i in range(0, len(items), batch))
         owner: dict = {}
-        suspects: deque[Item] = deque()
+        suspects: deque = deque()
         isolated: list = []  # the key of the one suspect in flight on its own, if any
         ac = as_completed(loop=client.loop)  # this client's loop: it is not the default client
 
-        def submit(chunk: list[Item]):
-            fut = client.submit(_dask_chunk, chunk, job, pure=False)
+        def submit(chunk: list):
+            fut = client.submit(_dask_chunk, chunk, job, work, pure=False)
             owner[fut.key] = chunk
             ac.add(fut)
             return fut.key
@@ -167,13 +176,21 @@ def run_dask(items: list[Item], job: Job, scheduler: str, on_result: OnResult) -
             except KilledWorker:
                 # a task queued on a worker that another task crashed is charged too; only
                 # an item that kills workers while it is the one suspect in flight is failed
-                results = [crashed(chunk[0], job)] if alone else []
+                results = [on_crash(chunk[0], job)] if alone else []
                 if not alone:
                     suspects.extend(chunk)
             except Exception as e:  # noqa: BLE001 - a lost task fails its items, not the run
-                results = [ItemResult(it.uri, job.keys.hash_hex("path:" + it.uri), it.size, "failed",
-                                      f"cluster error ({type(e).__name__})", "cluster") for it in chunk]
+                results = [_lost(it, job, work, on_crash, type(e).__name__) for it in chunk]
             fut.release()
             for r in results:
                 on_result(r)
             top_up()
+
+
+def _lost(it, job: Job, work: Work, on_crash: Work, why: str):
+    """A task the cluster lost: its main-pass items fail with the cluster's error; a
+    pre-pass element gets its 'no result' (the main pass reads the item again)."""
+    if work is not process_item:
+        return on_crash(it, job)
+    item = it.item if isinstance(it, Task) else it
+    return ItemResult(item.uri, job.keys.hash_hex("path:" + item.uri), item.size, "failed", f"cluster error ({why})", "cluster")

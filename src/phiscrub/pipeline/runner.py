@@ -13,6 +13,7 @@ The engines that drive process_item over many items are in engines.py; ``run`` p
 
 from __future__ import annotations
 
+import contextvars
 import io
 import os
 import shutil
@@ -119,13 +120,60 @@ def process_path(path: str, job: Job | None = None) -> ItemResult:
     return process_item(item, job)
 
 
-def process_item(item: Item, job: Job | None = None) -> ItemResult:
+@dataclass(frozen=True)
+class Task:
+    """An item with what the job's pre-pass decided for it (prepass.Directive: its role
+    among copies of one SOP Instance UID, and its study's identifying values)."""
+
+    item: Item
+    directive: object = None
+
+
+# the directive of the item this thread is processing (the service runs items in threads)
+_DIRECTIVE: contextvars.ContextVar = contextvars.ContextVar("phiscrub_directive", default=None)
+_MEMORY = None  # prepass.StudyMemory of this process, for items that come without a pre-pass
+
+
+def process_item(item: Item | Task, job: Job | None = None) -> ItemResult:
     job = job or _JOB
     assert job is not None
+    directive = None
+    if isinstance(item, Task):
+        item, directive = item.item, item.directive
+    if directive is not None and directive.role == "duplicate":
+        from phiscrub.pipeline.prepass import DUPLICATE_REASON
+
+        # another file holds the same dataset and gives the output: nothing to read or write
+        return ItemResult(item.uri, job.keys.hash_hex("path:" + item.uri), item.size, "duplicate",
+                          DUPLICATE_REASON, "duplicate")
     t0 = time.perf_counter()
-    res = _process(item, job)
+    token = _DIRECTIVE.set(directive)
+    try:
+        res = _process(item, job)
+    finally:
+        _DIRECTIVE.reset(token)
     res.seconds = round(time.perf_counter() - t0, 4)
     return res
+
+
+def _study_terms(src, job: Job):
+    """The values the instance's free text is cleaned with: its own, plus those of its study
+    and patient (from the job's pre-pass, or else from what this process has seen)."""
+    from phiscrub.dicom import identity
+    from phiscrub.pipeline import prepass
+    from phiscrub.transform import needs_terms
+
+    global _MEMORY
+    if not needs_terms(job.config):
+        return None
+    own = identity.collect_terms(src)
+    directive = _DIRECTIVE.get()
+    if directive is not None:
+        return own if directive.terms is None else prepass.union(own, directive.terms)
+    if _MEMORY is None:
+        _MEMORY = prepass.StudyMemory()
+    study = str(src.get("StudyInstanceUID", "") or "").strip()
+    return _MEMORY.see(study, identity.patient_identity(src), own)
 
 
 def _process(item: Item, job: Job) -> ItemResult:
@@ -217,9 +265,16 @@ def _dicom(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Attempts
 
     try:
         src = read_instance(data)
+        directive = _DIRECTIVE.get()
+        if directive is not None and directive.role == "conflict":
+            from phiscrub.pipeline.prepass import CONFLICT_REASON
+
+            _quarantine_copy(data, job, src_hash)
+            return result("quarantined", CONFLICT_REASON, "duplicate")
+        terms = _study_terms(src, job)
         probe = _probe(src, job)  # before the transform changes the dataset in place
         originals = broker.capture(src) if job.broker else None
-        out = transform_dataset(src, job.config, job.keys, job.policy_hash)
+        out = transform_dataset(src, job.config, job.keys, job.policy_hash, terms=terms)
 
         def check(written: bytes) -> None:  # the verifier reads what storage holds where it can
             reasons = verify_output(written, out.relpath, probe)
@@ -386,19 +441,22 @@ def _quarantine_copy(data: bytes, job: Job, src_hash: str) -> None:
     atomic_write(job.quarantine / f"{src_hash}.bin", data)
 
 
-def run(items: Iterable[Item | Path | str], job: Job, workers: int, on_result: Callable[[ItemResult], None],
-        scheduler: str | None = None) -> None:
+def run(items: Iterable[Item | Task | Path | str], job: Job, workers: int, on_result: Callable[[ItemResult], None],
+        scheduler: str | None = None, work: Callable | None = None, on_crash: Callable | None = None) -> None:
     """Streams results as they come. ``scheduler`` (tcp://HOST:PORT) runs on a Dask cluster;
-    else a local process pool of ``workers`` (1: in this process, for debugging)."""
+    else a local process pool of ``workers`` (1: in this process, for debugging). ``work``
+    and ``on_crash`` replace process_item for the pre-pass's reads (see engines.Work)."""
     from phiscrub.pipeline import engines
 
-    its = [i if isinstance(i, Item) else _local_item(str(i)) for i in items]
+    its = [i if isinstance(i, (Item, Task)) else _local_item(str(i)) for i in items]
+    kw: dict = {} if work is None else {"work": work}
+    crash: dict = {} if on_crash is None else {"on_crash": on_crash}
     if scheduler:
-        engines.run_dask(its, job, scheduler, on_result)
+        engines.run_dask(its, job, scheduler, on_result, **kw, **crash)
     elif workers <= 1:
-        engines.run_inline(its, job, on_result)
+        engines.run_inline(its, job, on_result, **kw)
     else:
-        engines.run_pool(its, job, workers, on_result)
+        engines.run_pool(its, job, workers, on_result, **kw, **crash)
 
 
 def _local_item(path: str) -> Item:

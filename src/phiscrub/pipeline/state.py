@@ -31,6 +31,9 @@ CREATE TABLE IF NOT EXISTS items (
 )
 """
 
+# facts about the job as a whole (the key's fingerprint), one row each; never a source value
+_META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
 
 class JobState:
     COMMIT_EVERY = 200
@@ -40,6 +43,10 @@ class JobState:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(_SCHEMA)
+        self.db.execute(_META_SCHEMA)
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
+        if "study" not in cols:  # state written before the pre-pass: its items are redone once
+            self.db.execute("ALTER TABLE items ADD COLUMN study TEXT NOT NULL DEFAULT ''")
         self._pending = 0
 
     @staticmethod
@@ -53,6 +60,16 @@ class JobState:
         version the mtime in ns), so state written before storage backends still resumes."""
         return keys.hash_hex(f"item:{item.uri}:{item.size}:{item.version}:{policy_hash}", 32)
 
+    def get_meta(self, name: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE name=?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, name: str, value: str) -> None:
+        # committed at once: a fact about the whole job must not wait on the item batch
+        self.db.execute("INSERT INTO meta(name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value=excluded.value",
+                        (name, value))
+        self.db.commit()
+
     def mark_pending(self, item_keys: list[str]) -> None:
         now = time.time()
         self.db.executemany("INSERT OR IGNORE INTO items(key, status, updated) VALUES (?, 'pending', ?)",
@@ -61,15 +78,23 @@ class JobState:
 
     def done_relpath(self, key: str) -> str | None:
         # a dropped item (a label image the policy removes) is finished too; its relpath is ''
-        row = self.db.execute("SELECT relpath FROM items WHERE key=? AND status IN ('done', 'dropped')", (key,)).fetchone()
+        row = self.done_row(key)
         return row[0] if row else None
 
-    def record(self, key: str, status: str, relpath: str, category: str, attempts: int = 1) -> None:
+    def done_row(self, key: str) -> tuple[str, str] | None:
+        """(relpath, study digest) of an item an earlier run finished; the digest is the
+        keyed digest of its study's values when it was written (prepass.terms_digest)."""
+        row = self.db.execute("SELECT relpath, study FROM items WHERE key=? AND status IN ('done', 'dropped')",
+                              (key,)).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def record(self, key: str, status: str, relpath: str, category: str, attempts: int = 1, study: str = "") -> None:
         self.db.execute(
-            "INSERT INTO items(key, status, relpath, category, attempts, updated) VALUES (?,?,?,?,?,?)"
+            "INSERT INTO items(key, status, relpath, category, attempts, updated, study) VALUES (?,?,?,?,?,?,?)"
             " ON CONFLICT(key) DO UPDATE SET status=excluded.status, relpath=excluded.relpath,"
-            " category=excluded.category, attempts=items.attempts+excluded.attempts, updated=excluded.updated",
-            (key, status, relpath, category, attempts, time.time()),
+            " category=excluded.category, attempts=items.attempts+excluded.attempts, updated=excluded.updated,"
+            " study=excluded.study",
+            (key, status, relpath, category, attempts, time.time(), study),
         )
         self._pending += 1
         if self._pending >= self.COMMIT_EVERY:

@@ -23,13 +23,13 @@ from typing import Any
 from fastapi import HTTPException
 
 from phiscrub.errors import PhiscrubError
-from phiscrub.pipeline.state import JobState
+from phiscrub.pipeline.planning import plan_job
 from phiscrub.pipeline.storage import load_plugins, open_sink, open_source, scheme_of
 from phiscrub.service.core import Origin, Service
 from phiscrub.service.logs import log
 from phiscrub.service.uploads import job_for
 
-SUCCESS = ("done", "dropped")
+SUCCESS = ("done", "dropped", "duplicate")
 FAILURE = ("failed", "quarantined")
 
 
@@ -91,15 +91,19 @@ class JobManager:
             source = open_source(job.src)
             sink = open_sink(str(job.dst))
             found = list(source.items())
-            items, keys, skipped = [], {}, 0
-            for it in found:
-                k = JobState.key_of(svc.keys, it, job.policy_hash)
+
+            def run_work(elements, work, on_crash, on_result) -> None:
+                from phiscrub.pipeline.runner import run
+
+                run(elements, job, workers, on_result, work=work, on_crash=on_crash)
+
+            def done(k: str):  # the service store keeps no study digest: a done item stays done
                 rel = svc.store.done_relpath(k)
-                if rel is not None and (rel == "" or sink.exists(rel)):
-                    skipped += 1
-                    continue
-                keys[it.uri] = k
-                items.append(it)
+                return None if rel is None else (rel, None)
+
+            # the same pre-pass as the CLI: duplicates and study-wide terms decided before any item runs
+            plan = plan_job(found, job, run_work, done, sink.exists)
+            items, keys, skipped = plan.tasks, plan.item_keys, plan.skipped
             svc.store.update_job(job_id, total=len(found), success=skipped)
             svc.store.mark_pending(list(keys.values()))
             origin = Origin("job", policy, dst=str(job.dst), job_id=job_id)
