@@ -13,6 +13,7 @@ import pytest
 from pydicom import dcmread
 
 from phiscrub.demo import make_study
+from phiscrub.pipeline.report import build_report
 
 from ..conftest import TEST_FILES, scan_tree
 
@@ -43,7 +44,7 @@ def _copies(src: Path) -> tuple[int, int]:
     for i, p in enumerate(originals):
         shutil.copyfile(p, src / "zz-copy" / f"c{i}.dcm")
         ds = dcmread(p)
-        ds.ImageComments = f"corrected image {i}"
+        ds.InstanceNumber = 900 + i  # kept by the policy: tells which copy gave the output
         ds.save_as(src / "zz-resent" / f"r{i}.dcm", enforce_file_format=True)
     return len(originals), 3 * len(originals)
 
@@ -62,12 +63,14 @@ def test_duplicate_sop_uids_give_one_output_each_and_the_same_tree_with_any_work
         sops = [str(dcmread(p).SOPInstanceUID) for p in outputs]
         assert len(set(sops)) == n
         for p in outputs:  # the released copy is the first by sorted source URI: the original
-            assert "ImageComments" not in dcmread(p) or "corrected" not in str(dcmread(p).ImageComments)
+            assert int(dcmread(p).InstanceNumber) < 900
         reasons = {r.get("reason") for r in _records(dst) if r.get("status") == "quarantined"}
         assert reasons == {"duplicate SOP Instance UID, different content"}
         pre = next(r for r in _records(dst) if r.get("event") == "prepass")
         assert pre["shared_sop_uids"] == n and pre["duplicates"] == n and pre["conflicts"] == n
         trees.append(_tree(dst))
+        html = build_report(dst)  # the compliance officer sees the duplicates counted apart
+        assert f"<div class='card duplicate'><b>{n}</b>duplicate</div>" in html
     assert trees[0] == trees[1]
 
 
@@ -170,3 +173,36 @@ def test_the_index_holds_no_value_in_state_or_audit(tmp_path: Path, cli, workers
     (tmp_path / "c.yaml").write_text(CLEAN)
     cli("deidentify", tmp_path / "in", tmp_path / "out", "-q", "-c", tmp_path / "c.yaml", "--workers", workers)
     assert not scan_tree(tmp_path / "out" / ".phiscrub", planted.values)
+
+
+def test_one_instance_at_a_time_what_was_released_stays_released(tmp_path: Path) -> None:
+    """The gateway's and the bucket service's path: no pre-pass sees the whole job."""
+    from phiscrub.keys import KeyRing
+    from phiscrub.pipeline.released import process_single
+    from phiscrub.pipeline.runner import Job
+    from phiscrub.pipeline.state import JobState
+    from phiscrub.pipeline.storage import Item
+    from phiscrub.policy.config import load_config
+
+    from ..conftest import KEY
+
+    n, _ = _copies(tmp_path / "in")
+    cfg = load_config(None)
+    job = Job(cfg, KeyRing(KEY.encode()), cfg.policy.digest(), tmp_path / "out", tmp_path / "q")
+    state = JobState(tmp_path / "state.sqlite")
+    statuses = []
+    # the re-sent copies arrive first here: they are released, the originals then conflict
+    for p in sorted((tmp_path / "in").rglob("*.dcm"), key=lambda p: (p.parent.name != "zz-resent", str(p))):
+        item = Item(str(p), p.stat().st_size, str(p.stat().st_mtime_ns))
+        r = process_single(item, job, JobState.key_of(job.keys, item, job.policy_hash), state.claim_sop, state.unclaim_sop)
+        statuses.append(r.status)
+    outs = list((tmp_path / "out").rglob("*.dcm"))
+    assert len(outs) == statuses.count("done") == n
+    assert statuses.count("quarantined") == 2 * n  # originals and their copies differ from what was sent
+    assert all(int(dcmread(p).InstanceNumber) >= 900 for p in outs)
+    # the same file delivered again is processed again (the same output, rewritten identically)
+    p = next((tmp_path / "in" / "zz-resent").glob("*.dcm"))
+    item = Item(str(p), p.stat().st_size, str(p.stat().st_mtime_ns))
+    key = JobState.key_of(job.keys, item, job.policy_hash)
+    assert process_single(item, job, key, state.claim_sop, state.unclaim_sop).status == "done"
+    state.close()

@@ -76,7 +76,7 @@ def build_report(dst: Path | Tree, *, state: Path | None = None, max_thumbnails:
            else f"<span class=bad>BROKEN at seq {_e(chain.first_bad)}</span>") + "</div>",
         "<h2>Totals</h2><div class=cards>",
     ]
-    for k in ("done", "quarantined", "failed", "dropped"):
+    for k in ("done", "quarantined", "failed", "dropped", "duplicate"):  # duplicate: an identical copy, no output of its own
         parts.append(f"<div class='card {k}'><b>{totals.get(k, 0)}</b>{k}</div>")
     parts.append("</div>")
     parts += _throughput(records)
@@ -113,7 +113,7 @@ def _throughput(records: list[dict]) -> list[str]:
         elif r.get("event") == "item":
             n_bytes += int(r.get("size") or 0)
         elif r.get("event") == "run-end":
-            n = sum(int(r.get(k) or 0) for k in ("done", "dropped", "failed", "quarantined"))
+            n = sum(int(r.get(k) or 0) for k in ("done", "dropped", "failed", "quarantined", "duplicates"))
             secs = float(r.get("seconds") or 0)
             rows.append((run, n, int(r.get("skipped") or 0), secs, n_bytes))
     out = ["<h2>Throughput</h2>"]

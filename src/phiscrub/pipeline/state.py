@@ -31,6 +31,10 @@ CREATE TABLE IF NOT EXISTS items (
 )
 """
 
+# SOP Instance UIDs released by a process that sees one instance at a time (the gateway, the
+# upload service): keyed hash of the UID, the content digest, the state key of the item
+_RELEASED_SCHEMA = "CREATE TABLE IF NOT EXISTS released (sop TEXT PRIMARY KEY, digest TEXT NOT NULL, item TEXT NOT NULL)"
+
 # facts about the job as a whole (the key's fingerprint), one row each; never a source value
 _META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)"
 
@@ -44,6 +48,7 @@ class JobState:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute(_SCHEMA)
         self.db.execute(_META_SCHEMA)
+        self.db.execute(_RELEASED_SCHEMA)
         cols = {r[1] for r in self.db.execute("PRAGMA table_info(items)")}
         if "study" not in cols:  # state written before the pre-pass: its items are redone once
             self.db.execute("ALTER TABLE items ADD COLUMN study TEXT NOT NULL DEFAULT ''")
@@ -101,6 +106,24 @@ class JobState:
             self.commit()
         else:
             self.db.commit()  # no fsync (WAL, synchronous=NORMAL): survives a killed process
+
+    def claim_sop(self, sop: str, digest: str, item: str) -> str:
+        """'process' when this item is the first with this SOP Instance UID (or the same item
+        again); else 'duplicate' (same content) or 'conflict' (other content): what was
+        released stays released."""
+        cur = self.db.execute("INSERT OR IGNORE INTO released(sop, digest, item) VALUES (?,?,?)", (sop, digest, item))
+        self.db.commit()
+        if cur.rowcount == 1:
+            return "process"
+        row = self.db.execute("SELECT digest, item FROM released WHERE sop=?", (sop,)).fetchone()
+        if row is None or row[1] == item:
+            return "process"
+        return "duplicate" if row[0] == digest else "conflict"
+
+    def unclaim_sop(self, sop: str, item: str) -> None:
+        """The claimer was not released (quarantined, failed): a later copy may be."""
+        self.db.execute("DELETE FROM released WHERE sop=? AND item=?", (sop, item))
+        self.db.commit()
 
     def counts(self) -> dict[str, int]:
         return dict(self.db.execute("SELECT status, COUNT(*) FROM items GROUP BY status").fetchall())

@@ -73,6 +73,24 @@ class Service:
         with self.slots:
             return process_item(item, job)
 
+    def run_released(self, item: Item, job: Job, key: str) -> ItemResult:
+        """An instance written into a shared destination (bucket events): the first one
+        released with a SOP Instance UID stays released (pipeline/released.py)."""
+        from phiscrub.pipeline.released import process_single
+
+        store = self.store
+
+        def claim(sop: str, digest: str, who: str) -> str:
+            with store.lock:
+                return store.items.claim_sop(sop, digest, who)
+
+        def unclaim(sop: str, who: str) -> None:
+            with store.lock:
+                store.items.unclaim_sop(sop, who)
+
+        with self.slots:
+            return process_single(item, job, key, claim, unclaim)
+
     def record(self, r: ItemResult, job: Job, origin: Origin) -> str:
         """Audit, state, metrics, dashboard, review queue; returns the item's kind."""
         kind = item_kind(r)

@@ -172,7 +172,7 @@ async def handle(svc: Service, ev: ObjectEvent, channel: str) -> tuple[int, dict
         svc.audit("event-duplicate", channel=channel, item=item_id, status=previous)
         return 200, {"status": "duplicate", "previous": previous, "item": item_id}
     try:
-        res = await run_in_threadpool(svc.run_item, item, job)
+        res = await run_in_threadpool(svc.run_released, item, job, key)
     except BaseException:
         svc.store.record(key, "failed", "", "internal")  # release the claim
         raise

@@ -207,12 +207,14 @@ class Gateway:
     def _deidentify(self, row: Row, job, state, audit) -> bool:
         """False when it should be tried again later (the outbox's disk in trouble)."""
         from phiscrub.pipeline.audit import item_record
-        from phiscrub.pipeline.runner import process_item
+        from phiscrub.pipeline.released import process_single
         from phiscrub.pipeline.storage import Item
 
         path = self.queue.inbox_path(row.key)
         state.mark_pending([row.key])
-        res = process_item(Item(str(path), row.size, row.key), job)
+        # what was sent stays sent: a later copy of a released SOP Instance UID is a duplicate
+        # (same dataset) or quarantined (other content)
+        res = process_single(Item(str(path), row.size, row.key), job, row.key, state.claim_sop, state.unclaim_sop)
         if res.status == "failed" and res.category in ("transient", "io"):
             log.warning("de-identification deferred: cannot write the outbox (%s)", res.category)
             self.queue.move(row, "received", attempts=1)
@@ -221,11 +223,12 @@ class Gateway:
                      calling_aet=row.calling_aet)
         if res.status == "done":
             self.queue.move(row, "outbox", relpath=res.relpath)
-        else:  # quarantined (original copied to the quarantine folder), dropped, failed
-            stage = res.status if res.status in ("quarantined", "dropped") else "failed"
+        else:  # quarantined (original copied to the quarantine folder), dropped, duplicate, failed
+            stage = res.status if res.status in ("quarantined", "dropped") else "dropped" if res.status == "duplicate" \
+                else "failed"
             self.queue.move(row, stage)
             state.record(row.key, res.status, "", res.category, res.attempts)
-            if res.status != "dropped":
+            if res.status not in ("dropped", "duplicate"):
                 log.warning("instance from %s %s (%s)", row.calling_aet, res.status, res.category or "error")
         path.unlink(missing_ok=True)  # the original is kept only as long as it is needed
         return True
