@@ -47,7 +47,8 @@ def test_audit_chain_holds_no_paths_or_values(cli, tmp_path: Path) -> None:
     assert all(len(r["item"]) == 16 for r in items)  # keyed hash of the source path
     # tampering shows
     lines = (state / "audit.jsonl").read_text().splitlines()
-    lines[1] = lines[1].replace('"event":"item"', '"event":"edited"')
+    first_item = next(i for i, x in enumerate(lines) if '"event":"item"' in x)
+    lines[first_item] = lines[first_item].replace('"event":"item"', '"event":"edited"')
     (state / "audit.jsonl").write_text("\n".join(lines) + "\n")
     assert verify_chain(state / "audit.jsonl")[0] is False
 

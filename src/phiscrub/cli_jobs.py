@@ -17,6 +17,7 @@ from typing import Annotated, Optional
 import typer
 
 from phiscrub.cli import ConfigOpt, KeyFileOpt, _load, _usage, app, err, out
+from phiscrub.cli_guards import GuardError, check_folder
 from phiscrub.errors import KeyMissing
 
 BrokerKeyOpt = Annotated[Optional[Path], typer.Option("--broker-key", help="Honest-broker key file (else $PHISCRUB_BROKER_KEY).")]
@@ -65,6 +66,13 @@ def _job_state(dst: str, state: Path | None) -> Path:
     scheme = scheme_of(dst)
     if scheme != "file" and scheme not in BUCKET_SCHEMES:
         raise _usage(f"DST must be a folder or a gs://, s3:// URI, not {scheme}://")
+    try:  # a file given for a folder: said as such, not as "no job here"
+        if scheme == "file":
+            check_folder(Path(dst), "DST")
+        if state is not None:
+            check_folder(state, "--state")
+    except GuardError as e:
+        raise _usage(str(e)) from None
     if state is None:
         if scheme != "file":
             raise _usage("--state FOLDER is needed when DST is a bucket (the job's state and audit are there)")

@@ -29,6 +29,14 @@ class CorruptFile(PhiscrubError):
     reason = "corrupt"
 
 
+class IncompleteInstance(CorruptFile):
+    """Parses, but lacks an identifier every composite instance has (a file cut between two
+    elements): it has no place in its study, and what it lost may be the very values its
+    free text would be cleaned of."""
+
+    reason = "incomplete"
+
+
 class UnsupportedInput(PhiscrubError):
     reason = "unsupported"
 

@@ -16,7 +16,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 from phiscrub.dicom import header, identity, quiet  # noqa: F401  (silences value-quoting warnings)
 from phiscrub.dicom import wsi as dicom_wsi
 from phiscrub.dicom.deid_attrs import stamp
-from phiscrub.dicom.reader import read_instance
+from phiscrub.dicom.reader import check_readable, read_instance
 from phiscrub.dicom.text import PhiTerms
 from phiscrub.keys import KeyRing
 from phiscrub.policy import annex_e
@@ -86,6 +86,7 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str, terms
     header.walk(ds, ctx)
     stamp(ds, policy, policy_hash, pixels_cleaned=bool(pixel_outcome and pixel_outcome.performed))
     _rebuild_meta(ds, ctx, transfer_syntax)
+    check_readable(ds)  # kept elements go out raw: a damaged one would make an unreadable output
     if not UID(transfer_syntax).is_implicit_VR and any(getattr(r, "VR", "x") is None for r in ds._dict.values()):
         for _ in ds.iterall():  # read as implicit but declared explicit: give every element its VR
             pass

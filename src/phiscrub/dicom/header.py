@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag, private_dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -93,6 +93,13 @@ def walk(ds: Dataset, ctx: InstanceContext, nested: bool = False, mode: str | No
             vr = raw.VR or _dict_vr(tag)
             creator = _private_creator(ds, tag) if (tag >> 16) % 2 == 1 and (tag & 0xFFFF) > 0xFF else None
             rule = resolve(tag, vr, ctx.iod, nested, creator)
+            if creator and vr in (None, "UN") and rule.action is not Action.REMOVE:
+                # implicit VR, or UN in explicit: a kept private element's VR comes from
+                # its creator's dictionary, so a private date meets the date safety net
+                pvr = private_vr(tag, creator)
+                if pvr is not None:
+                    vr = pvr
+                    rule = resolve(tag, vr, ctx.iod, nested, creator)
             if not (tag >> 16) & 1:
                 rule = _patient_rule(rule, tag, nested, ctx)
         if rule.action is Action.REMOVE:
@@ -108,6 +115,15 @@ def _dict_vr(tag: int) -> str | None:
         return dictionary_VR(tag) if dictionary_has_tag(tag) else None
     except KeyError:
         return None
+
+
+def private_vr(tag: int, creator: str) -> str | None:
+    """The VR pydicom's private dictionary gives an element of a known creator, else None."""
+    try:
+        vr = private_dictionary_VR(tag, creator)
+    except KeyError:
+        return None
+    return vr if len(vr) == 2 and vr != "UN" else None  # "US or SS" and the like: leave to pydicom
 
 
 def _private_creator(ds: Dataset, tag: int) -> str | None:

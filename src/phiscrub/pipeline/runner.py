@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phiscrub.dicom.reader import read_instance
+from phiscrub.dicom.reader import input_error, read_instance
 from phiscrub.errors import DroppedByPolicy, PhiscrubError, TransientError
 from phiscrub.keys import KeyRing
 from phiscrub.pipeline import broker
@@ -296,14 +296,29 @@ def _dicom(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Attempts
         _quarantine_copy(data, job, src_hash)
         return result("quarantined", str(e), e.reason)
     except OSError as e:
+        if (damaged := _damaged(e, data, job, src_hash, result)) is not None:
+            return damaged
         if is_transient(e):
             return result("failed", _gave_up(att, e.strerror or type(e).__name__), "transient")
         return result("failed", f"cannot write ({e.strerror or type(e).__name__})", "io")
     except Exception as e:  # noqa: BLE001 - one bad file must not stop the run
+        if (damaged := _damaged(e, data, job, src_hash, result)) is not None:
+            return damaged
         if is_transient(e):
             return result("failed", _gave_up(att, type(e).__name__), "transient")
         _quarantine_copy(data, job, src_hash)
         return result("failed", f"internal error ({type(e).__name__})", "internal")
+
+
+def _damaged(e: Exception, data: bytes, job: Job, src_hash: str, result) -> ItemResult | None:
+    """pydicom decodes a value when something first reads it, so a damaged file that parsed
+    raises in the header pass or the write, as ValueError or even OSError: that is the
+    file's fault (quarantined with a typed reason), not storage's and not ours."""
+    damaged = input_error(e)
+    if damaged is None:
+        return None
+    _quarantine_copy(data, job, src_hash)
+    return result("quarantined", str(damaged), damaged.reason)
 
 
 class _Quarantine(Exception):

@@ -21,6 +21,13 @@ OPTION_COLUMNS = tuple(o for o in Option if o not in (
 # The standard's table, then rows it lacks for attributes that carry free text in
 # whole-slide and annotation instances (see wsi/dicom_wsi.yaml).
 TABLE_FILES = ("annex_e.csv", "wsi/dicom_supplement.csv")
+# Every data file whose content changes what the header pass writes: the policy digest
+# (and so the policy hash in the output and the state) covers them all, so an edit to one
+# makes a rerun redo its outputs.
+POLICY_FILES = TABLE_FILES + (
+    "requirement_types.json", "date_net_types.json", "date_safety_net.yaml",
+    "safe_private.csv", "minimal_keep_list.txt",
+)
 
 # How much of the value each code keeps; used to pick the most conservative of several
 # option codes that apply to the same attribute.
@@ -60,6 +67,14 @@ def _types() -> dict:
     return json.loads(text)
 
 
+@cache
+def _net_types() -> dict:
+    """Types of the dates the table does not list (tools/gen_date_net_types.py): the date
+    safety net needs them, and the table's own types file holds only listed attributes."""
+    text = resources.files("phiscrub.policy.data").joinpath("date_net_types.json").read_text()
+    return json.loads(text)
+
+
 def iod_for_sop_class(sop_class_uid: str | None) -> str | None:
     if not sop_class_uid:
         return None
@@ -68,11 +83,16 @@ def iod_for_sop_class(sop_class_uid: str | None) -> str | None:
 
 def requirement_type(tag: int, iod: str | None, nested: bool) -> str | None:
     key = f"{tag:08x}"
-    if nested:
-        return _types()["nested_types"].get(key)
-    if iod is None:
-        return None
-    return _types()["iod_types"].get(iod, {}).get(key)
+    for types in (_types(), _net_types()):  # the two files hold disjoint sets of tags
+        if nested:
+            found = types["nested_types"].get(key)
+        elif iod is None:
+            return None
+        else:
+            found = types["iod_types"].get(iod, {}).get(key)
+        if found is not None:
+            return found
+    return None
 
 
 def resolve_compound(code: str, req_type: str | None) -> str:

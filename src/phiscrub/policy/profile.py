@@ -3,6 +3,8 @@
 Order: per-tag overrides first (they are the user's last word), then the named profile
 (the Annex E table with the selected options), then the defaults the standard intends:
 standard attributes the table does not list are kept, private and unknown ones removed.
+Dates and times are the exception: those the table does not list fall to the date safety
+net (date_net.py), as the UIDs it does not list fall to header's UID net.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
-from pydicom.datadict import dictionary_has_tag, keyword_for_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 
-from phiscrub.policy import annex_e
+from phiscrub.policy import annex_e, date_net
 from phiscrub.policy.actions import Action, Option
 from phiscrub.policy.overrides import Override
 from phiscrub.policy.safe_private import safe_private_action
@@ -77,7 +79,7 @@ class Policy:
     # -- identity of the policy, for DeidentificationMethod and the audit trail
     def digest(self) -> str:
         data = resources.files("phiscrub.policy.data")
-        table_sha = hashlib.sha256(b"".join(data.joinpath(n).read_bytes() for n in annex_e.TABLE_FILES)).hexdigest()
+        table_sha = hashlib.sha256(b"".join(data.joinpath(n).read_bytes() for n in annex_e.POLICY_FILES)).hexdigest()
         doc = {
             "profile": self.profile,
             "options": sorted(o.value for o in self.options),
@@ -154,12 +156,15 @@ class Policy:
         if self.profile == "keep_all":
             return Rule(Action.KEEP, "profile:keep_all")
         if group % 2 == 1:
-            return self._private(tag, creator)
+            return self._private(tag, vr, creator)
         if elem == 0 and group != 0x0002:
             return Rule(Action.REMOVE, "group-length")
         if self.profile == "minimal":
             if tag in minimal_keep_list():
                 row = annex_e.exact_rows().get(tag)
+                dvr = _dictionary_vr(tag)
+                if row is None and date_net.covers(tag, dvr):
+                    return Rule(date_net.rule_action(tag, dvr, self.options, iod, nested), date_net.SOURCE)
                 act = Action.UID if (row and row.basic == "U" and not self.has(Option.RETAIN_UIDS)) else Action.KEEP
                 return Rule(act, "profile:minimal")
             return Rule(Action.REMOVE, "profile:minimal")
@@ -168,11 +173,14 @@ class Policy:
             row = _pattern_row(group, elem)
         if row is not None:
             return self._from_row(row, tag, iod, nested)
+        dvr = _dictionary_vr(tag)
+        if date_net.covers(tag, dvr):
+            return Rule(date_net.rule_action(tag, dvr, self.options, iod, nested), date_net.SOURCE)
         if dictionary_has_tag(tag) or (0x6000 <= group <= 0x60FF) or (0x5000 <= group <= 0x50FF):
             return Rule(Action.KEEP, "default:standard-not-listed")
         return Rule(Action.REMOVE, "default:unknown-tag")
 
-    def _private(self, tag: int, creator: str | None) -> Rule:
+    def _private(self, tag: int, vr: str | None, creator: str | None) -> Rule:
         elem = tag & 0xFFFF
         if 0x0010 <= elem <= 0x00FF:
             # A private creator: kept only while its block keeps something (header.py prunes).
@@ -181,6 +189,10 @@ class Policy:
             return Rule(Action.REMOVE, "annex-e:private")
         if self.has(Option.RETAIN_SAFE_PRIVATE) and creator:
             code = safe_private_action(tag, creator)
+            if code == "K" and date_net.covers(tag, vr):
+                # a kept private date is still a date of service: the net decides
+                return Rule(date_net.rule_action(tag, str(vr), self.options, None, False, private=True),
+                            date_net.SOURCE)
             if code is not None:
                 return Rule(Action(code), "option:retain_safe_private")
         return Rule(Action.REMOVE, "annex-e:private")
@@ -215,6 +227,13 @@ def _pattern_row(group: int, elem: int) -> annex_e.Row | None:
         if group & gmask == gval and elem & emask == evals and group % 2 == 0:
             return row
     return None
+
+
+def _dictionary_vr(tag: int) -> str | None:
+    try:
+        return dictionary_VR(tag) if dictionary_has_tag(tag) else None
+    except KeyError:
+        return None
 
 
 def describe_tag(tag: int) -> str:
