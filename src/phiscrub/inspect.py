@@ -32,7 +32,10 @@ def plan_rows(data: bytes, config: Config) -> list[tuple[str, str, str, str, str
 def _rows(ds, config: Config, iod, depth: int, rows: list) -> None:
     for tag, raw in list(ds._dict.items()):
         creator = header._private_creator(ds, tag) if tag.is_private and tag.element > 0xFF else None
-        vr = raw.VR or header._dict_vr(tag) or (creator and header.private_vr(tag, creator)) or "UN"
+        vr = raw.VR or header._dict_vr(tag)
+        if creator and vr in (None, "UN"):  # as header.walk reads a kept private element
+            vr = header.private_vr(tag, creator) or vr
+        vr = vr or "UN"
         rule = config.policy.resolve(int(tag), vr, iod, depth > 0, creator)
         rule = header._patient_rule(rule, tag, depth > 0, _Ctx(config))
         if tag.is_private:

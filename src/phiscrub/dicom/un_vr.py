@@ -73,7 +73,7 @@ def _level(ds: Dataset, out: UnOutcome) -> None:
                     _level(item, out)
                 _settle(elem)
             continue
-        elif vr == "SQ" and not isinstance(raw, RawDataElement) and _dict_vr(tag) not in (None, "SQ"):
+        if vr == "SQ" and not isinstance(raw, RawDataElement) and _dict_vr(tag) not in (None, "SQ"):
             # pydicom reads any UN of undefined length as a sequence (PS3.5 6.2.2); one whose
             # dictionary VR is not SQ was no sequence, and its bytes are gone
             del elems[btag]
