@@ -215,7 +215,8 @@ def test_async_job_counters_and_review_reject(server, corpus) -> None:
     assert scan_tree(dst, job_corpus.planted + ["Quorvath_in", "notes"]) == {}
     # the junk file waits in the review queue under its keyed hash, with its reason
     queue = c.get("/v1/review").json()["items"]
-    assert len(queue) == 1 and queue[0]["channel"] == "job" and queue[0]["category"] == "not-dicom"
+    # (it carries the DICM marker at byte 128, so it is a damaged DICOM file, not a foreign one)
+    assert len(queue) == 1 and queue[0]["channel"] == "job" and queue[0]["category"] == "corrupt"
     rid = queue[0]["id"]
     assert "Quorvath" not in json.dumps(queue) and "notes" not in json.dumps(queue)
     # release re-runs it: still not DICOM, so it is refused and stays queued

@@ -50,6 +50,6 @@ def item_kind(result: object) -> str:
     if "removed" in m or "spans_replaced" in m:
         return "annotation"
     cat = getattr(result, "category", "")
-    if cat in ("not-dicom", "corrupt"):
+    if cat in ("not-dicom", "corrupt", "incomplete", "duplicate"):
         return "dicom"
     return "unknown"
