@@ -11,14 +11,14 @@ from pydicom.datadict import dictionary_description, dictionary_has_tag
 
 from phiscrub.dicom import header
 from phiscrub.dicom.reader import read_instance
-from phiscrub.policy import annex_e, date_net
+from phiscrub.policy import annex_e, date_net, identifier_net
 from phiscrub.policy.actions import Action, Option
 from phiscrub.policy.config import Config
 from phiscrub.policy.profile import Policy, Rule
 
 NAMES = {"K": "keep", "X": "remove", "Z": "empty", "D": "dummy", "C": "clean", "U": "new UID",
          "shift_date": "shift"}
-SOURCES = {date_net.SOURCE: "date safety net"}
+SOURCES = {date_net.SOURCE: "date safety net", identifier_net.SOURCE: "identifier safety net"}
 
 
 def plan_rows(data: bytes, config: Config) -> list[tuple[str, str, str, str, str]]:

@@ -26,7 +26,7 @@ TABLE_FILES = ("annex_e.csv", "wsi/dicom_supplement.csv")
 # makes a rerun redo its outputs.
 POLICY_FILES = TABLE_FILES + (
     "requirement_types.json", "date_net_types.json", "date_safety_net.yaml",
-    "safe_private.csv", "minimal_keep_list.txt",
+    "safe_private.csv", "minimal_keep_list.txt", "verify_probe.yaml",
 )
 
 # How much of the value each code keeps; used to pick the most conservative of several

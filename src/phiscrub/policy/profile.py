@@ -17,7 +17,7 @@ from importlib import resources
 
 from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag
 
-from phiscrub.policy import annex_e, date_net
+from phiscrub.policy import annex_e, date_net, identifier_net
 from phiscrub.policy.actions import Action, Option
 from phiscrub.policy.overrides import Override
 from phiscrub.policy.safe_private import safe_private_action
@@ -176,6 +176,8 @@ class Policy:
         dvr = _dictionary_vr(tag)
         if date_net.covers(tag, dvr):
             return Rule(date_net.rule_action(tag, dvr, self.options, iod, nested), date_net.SOURCE)
+        if identifier_net.covers(tag, dvr):
+            return Rule(identifier_net.rule_action(tag, iod, nested), identifier_net.SOURCE)
         if dictionary_has_tag(tag) or (0x6000 <= group <= 0x60FF) or (0x5000 <= group <= 0x50FF):
             return Rule(Action.KEEP, "default:standard-not-listed")
         return Rule(Action.REMOVE, "default:unknown-tag")
