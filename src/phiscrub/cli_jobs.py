@@ -88,7 +88,7 @@ def verify(
     dst: Annotated[str, typer.Argument(metavar="DST", help="The job's output: folder, gs:// or s3:// URI.")],
     config: ConfigOpt = None,
     key_file: KeyFileOpt = None,
-    no_ocr: Annotated[bool, typer.Option("--no-ocr", help="Skip OCR of outputs whose source had burned-in text.")] = False,
+    no_ocr: Annotated[bool, typer.Option("--no-ocr", help="Skip OCR of the outputs the pixel policy scans.")] = False,
     state: StateOpt = None,
 ) -> None:
     """Re-read every output of a finished job and check it against its source: one line per problem."""
@@ -109,11 +109,14 @@ def verify(
         res = verify_job(src, Path(dst).resolve() if local_dst else dst, cfg, keys, ocr=not no_ocr, state=sdir)
     except (OSError, ValueError, ImportError) as e:  # a listing refused: the storage, not the job
         raise _usage(f"cannot read the source or destination ({_why(e)})") from None
-    for line in res.problems:
+    for line in res.problems:  # one line per problem, each once, on stdout (for scripts)
         out.print(line, markup=False, highlight=False)
+    for note in res.notes:  # information, never a failure
+        err.print(f"note: {note}", markup=False, highlight=False)
     c = res.counts
     ocr = f", {res.ocr_checked} OCR-checked" if res.ocr_checked else ("" if res.ocr_available else ", OCR not available")
-    err.print(f"{c['done']} done, {c['quarantined']} quarantined, {c['failed']} failed, {c['dropped']} dropped;"
+    dup = f", {c['duplicate']} duplicate" if c["duplicate"] else ""
+    err.print(f"{c['done']} done, {c['quarantined']} quarantined, {c['failed']} failed, {c['dropped']} dropped{dup};"
               f" {res.outputs} output(s) re-read{ocr}: {len(res.problems)} problem(s)")
     if res.problems:
         raise typer.Exit(1)

@@ -27,7 +27,7 @@ def _check(cli, src: Path, dst: Path, planted: list[str], *extra: str) -> tuple[
     for v in planted:  # the verdict itself never repeats a value
         if len(v) >= 4:
             assert v not in res.output and v.lower() not in res.output.lower(), v
-    lines = [x for x in res.output.splitlines() if x and "problem(s)" not in x]
+    lines = [x for x in res.output.splitlines() if x and "problem(s)" not in x and not x.startswith("note: ")]
     return res.exit_code, lines
 
 
@@ -207,3 +207,242 @@ def test_a_state_folder_left_in_dst_by_another_run_is_named_once_and_scanned(cli
     assert code == 1
     assert lines == [".phiscrub: a state folder this job did not write (its state is in --state): left from another run",
                      ".phiscrub/last-run.json: holds a source value or file name"], lines
+
+
+# --- verify as a gate: a clean job passes, one planted value fails, nothing is said twice --
+
+
+def _rel_of(dst: Path, path: Path) -> str:
+    return path.relative_to(dst).as_posix()
+
+
+def _make(tmp_path: Path, **kw):
+    from phiscrub.demo import make_study
+
+    src = tmp_path / "in"
+    planted, paths = make_study(src, n_ct=kw.pop("n_ct", 2), n_mr=kw.pop("n_mr", 1))
+    return src, planted.values, paths
+
+
+def test_references_outside_the_job_are_a_note_and_one_to_a_job_instance_without_output_a_problem(
+        cli, tmp_path: Path) -> None:
+    """An SR that cites a prior never exported: counted once, as information. An SR that
+    cites an instance of the same job that has no output (quarantined): a problem."""
+    src, planted, paths = _make(tmp_path)
+    sr = next(p for p in paths if "_SR_" in p.name)
+    mr = next(p for p in paths if "_MR_" in p.name)
+    ds = dcmread(sr)
+    cited = [it for it in ds.ContentSequence if "ReferencedSOPSequence" in it]
+    assert len(cited) >= 2
+    cited[0].ReferencedSOPSequence[0].ReferencedSOPInstanceUID = "1.2.826.0.1.3680043.8.498.1234567890"
+    ds.save_as(sr, enforce_file_format=True)
+    dst = tmp_path / "out"
+    assert cli("deidentify", src, dst, "-q").exit_code == 0
+    res = cli("verify", src, dst, "--no-ocr")
+    assert res.exit_code == 0, res.output
+    assert "note: 1 reference(s) to 1 instance(s) outside this job (not checked)" in res.output
+    # the MR damaged so that it is quarantined, and cited by the SR
+    mr_sop = str(dcmread(mr).SOPInstanceUID)
+    ds = dcmread(mr)
+    del ds.StudyInstanceUID
+    ds.save_as(mr, enforce_file_format=True)
+    ds = dcmread(sr)
+    [it for it in ds.ContentSequence if "ReferencedSOPSequence" in it][1].ReferencedSOPSequence[0] \
+        .ReferencedSOPInstanceUID = mr_sop
+    ds.save_as(sr, enforce_file_format=True)
+    dst2 = tmp_path / "out2"
+    assert cli("deidentify", src, dst2, "-q").exit_code == 1  # the MR is quarantined
+    code, lines = _check(cli, src, dst2, planted)
+    assert code == 1
+    assert len(lines) == 1 and lines[0].endswith(
+        "a Referenced SOP Instance UID points at an instance of this job that has no output"), lines
+
+
+def test_source_names_are_matched_as_names_not_inside_phiscrubs_own_words(cli, tmp_path: Path) -> None:
+    """A damaged source named with an ordinary word: its quarantine reason ('truncated: ...')
+    is phiscrub's, not the file's name. The name itself written into the state is found."""
+    from pydicom.uid import generate_uid
+
+    src, planted, paths = _make(tmp_path)
+    ds = dcmread(paths[0])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(src / "truncated.dcm", enforce_file_format=True)
+    data = (src / "truncated.dcm").read_bytes()
+    (src / "truncated.dcm").write_bytes(data[: len(data) - 1000])  # cut inside the pixel data
+    dst = tmp_path / "out"
+    res = cli("deidentify", src, dst, "-q")
+    assert res.exit_code == 1 and "truncated" in res.output  # quarantined, as it should be
+    code, lines = _check(cli, src, dst, planted)
+    assert code == 0 and lines == [], lines
+    with (dst / ".phiscrub" / "last-run.json").open("a") as fh:
+        fh.write('\n{"note": "see truncated.dcm"}\n')
+    code, lines = _check(cli, src, dst, planted)
+    assert code == 1 and lines == [".phiscrub/last-run.json: holds a source value or file name"], lines
+
+
+def test_a_value_that_is_also_a_word_of_the_state_schema(cli, tmp_path: Path) -> None:
+    """A station and a department called DEFAULT: the state's schema says DEFAULT too, its
+    rows do not. The value written into a row is found."""
+    import sqlite3
+
+    src, planted, paths = _make(tmp_path)
+    for p in paths:
+        ds = dcmread(p)
+        ds.StationName = "DEFAULT"
+        ds.InstitutionalDepartmentName = "DEFAULT"
+        ds.save_as(p, enforce_file_format=True)
+    dst = tmp_path / "out"
+    assert cli("deidentify", src, dst, "-q").exit_code == 0
+    db = dst / ".phiscrub" / "state.sqlite"
+    assert b"DEFAULT" in db.read_bytes()  # the schema's word
+    code, lines = _check(cli, src, dst, planted)
+    assert code == 0 and lines == [], lines
+    con = sqlite3.connect(db)
+    con.execute("UPDATE items SET relpath = relpath || ' DEFAULT' WHERE rowid = (SELECT MIN(rowid) FROM items)")
+    con.commit()
+    con.close()
+    code, lines = _check(cli, src, dst, planted)
+    assert code == 1 and lines == [".phiscrub/state.sqlite: holds a source value or file name"], lines
+
+
+def test_a_key_that_matches_nothing_is_said_in_one_line(job, cli) -> None:
+    src, dst, planted = job
+    res = cli("verify", src, dst, "--no-ocr", env={"PHISCRUB_KEY": "another-key-0123456789abcdef"})
+    lines = [x for x in res.output.splitlines() if x and "problem(s)" not in x]
+    assert res.exit_code == 1
+    assert lines == ["the key does not match this job: its audit log was signed with another key"
+                     " (give the job's --key-file or $PHISCRUB_KEY)"], lines
+
+
+def test_duplicates_are_counted_apart_and_outputs_are_files(cli, tmp_path: Path) -> None:
+    """An identical copy (no output of its own) and a re-sent copy with other content
+    (quarantined by design): a note, not a problem; the count is of the files that exist."""
+    src, planted, paths = _make(tmp_path)
+    ct = paths[0]
+    (src / "resent").mkdir()
+    (src / "resent" / "copy.dcm").write_bytes(ct.read_bytes())
+    ds = dcmread(ct)
+    ds.SeriesDescription = "corrected"
+    ds.save_as(src / "resent" / "other.dcm", enforce_file_format=True)
+    dst = tmp_path / "out"
+    cli("deidentify", src, dst, "-q")
+    n_files = len(_outputs(dst))
+    res = cli("verify", src, dst, "--no-ocr")
+    assert res.exit_code == 0, res.output
+    assert (f"4 done, 1 quarantined, 0 failed, 0 dropped, 1 duplicate; {n_files} output(s) re-read: 0 problem(s)"
+            in res.output), res.output
+    assert n_files == 4
+    assert "note: duplicates: 1 identical copy(ies) of an instance (no output of their own), 1 copy(ies) with" \
+           " other content quarantined" in res.output
+
+
+def test_each_planted_value_is_one_line_naming_the_output_and_the_tag(job, cli) -> None:
+    """Values the transform's own policy would not call identifying, put back into three
+    outputs: a name in an attribute the table does not list, the study date as Instance
+    Creation Date, the patient ID in a private element. One line each, never the value."""
+    src, dst, planted = job
+    outs = [p for p in _outputs(dst) if dcmread(p, stop_before_pixels=True).Modality in ("CT", "MR")]
+    a, b, c = outs[:3]
+    ds = dcmread(a)
+    ds.add_new(0x00181250, "SH", "Davidson")  # Receive Coil Name: not in Table E.1-1
+    ds.save_as(a, enforce_file_format=True)
+    ds = dcmread(b)
+    ds.InstanceCreationDate = "20210304"  # the source's study date, not shifted
+    ds.save_as(b, enforce_file_format=True)
+    ds = dcmread(c)
+    ds.add_new(0x00291010, "LO", "x MRN4471923")  # a private element
+    ds.save_as(c, enforce_file_format=True)
+    code, lines = _check(cli, src, dst, planted)
+    assert code == 1
+    assert sorted(lines) == sorted([
+        f"{_rel_of(dst, a)}: a source name still present in the header, text field ReceiveCoilName (0018,1250)",
+        f"{_rel_of(dst, b)}: a source date still present in the header, date field InstanceCreationDate (0008,0012)",
+        f"{_rel_of(dst, c)}: a source ID still present in the header, text field (0029,1010)",
+    ]), lines
+
+
+def test_the_demo_job_passes_and_fails_with_one_value_put_back(cli, tmp_path: Path) -> None:
+    work = tmp_path / "demo"
+    assert cli("demo", work).exit_code == 0
+    key = work / "demo.key"
+    src, dst = work / "input", work / "output"
+    res = cli("verify", src, dst, "--key-file", key)
+    assert res.exit_code == 0 and "problem(s)" in res.output, res.output
+    out = next(p for p in _outputs(dst) if dcmread(p, stop_before_pixels=True).Modality == "MR")
+    ds = dcmread(out)
+    ds.StudyDescription = "MR for Davidson"
+    ds.save_as(out, enforce_file_format=True)
+    res = cli("verify", src, dst, "--key-file", key, "--no-ocr")
+    lines = [x for x in res.output.splitlines() if x and "problem(s)" not in x and not x.startswith("note:")]
+    assert res.exit_code == 1
+    assert lines == [f"{_rel_of(dst, out)}: a source name still present in the header, text field"
+                     " StudyDescription (0008,1030)"], lines
+
+
+def test_pydicoms_test_files_pass_and_fail_with_one_value_put_back(cli, tmp_path: Path) -> None:
+    """Files phiscrub did not make: some are quarantined as broken, some are duplicates,
+    several cite instances that are not there; none of that is a problem."""
+    from tests.conftest import TEST_FILES
+
+    dst = tmp_path / "out"
+    cli("deidentify", TEST_FILES, dst, "-q")
+    res = cli("verify", TEST_FILES, dst, "--no-ocr")
+    assert res.exit_code == 0, res.output
+    assert "0 problem(s)" in res.output and "outside this job" in res.output
+    src = dcmread(TEST_FILES / "CT_small.dcm", stop_before_pixels=True)
+    out = next(p for p in _outputs(dst)
+               if str(dcmread(p, stop_before_pixels=True).get("ImageType", "")) == str(src.ImageType)
+               and dcmread(p, stop_before_pixels=True).get("Rows") == src.Rows
+               and str(dcmread(p, stop_before_pixels=True).get("SliceLocation", "")) == str(src.SliceLocation))
+    ds = dcmread(out)
+    ds.add_new(0x00181250, "SH", "CompressedSamples")  # the patient's family name
+    ds.save_as(out, enforce_file_format=True)
+    res = cli("verify", TEST_FILES, dst, "--no-ocr")
+    lines = [x for x in res.output.splitlines() if x and "problem(s)" not in x and not x.startswith("note:")]
+    assert res.exit_code == 1
+    assert len(lines) >= 1 and all("ReceiveCoilName (0018,1250)" in x for x in lines), lines
+    assert "compressedsamples" not in res.output.lower()
+
+
+@pytest.mark.slow
+def test_ocr_reads_every_image_the_pixel_policy_scans(cli, tmp_path: Path) -> None:
+    """An ultrasound that does not say BurnedInAnnotation YES is still scanned by the pixel
+    stage under clean_pixel_data (its modality carries text): verify reads it too. Text
+    burned into its output afterwards (a pixel stage that missed it) is found."""
+    import cv2
+    import numpy as np
+
+    from phiscrub.demo import make_study
+
+    src = tmp_path / "in"
+    _, paths = make_study(src, n_ct=1, n_mr=0)
+    us = next(p for p in paths if "_CT_" in p.name)
+    for p in paths:
+        if p != us:
+            p.unlink()
+    ds = dcmread(us)
+    ds.Modality = "US"
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
+    img = np.zeros((256, 256), np.uint8)
+    cv2.circle(img, (128, 140), 60, 90, -1)  # anatomy, no text
+    ds.Rows, ds.Columns, ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 256, 256, 8, 8, 7, 0
+    for kw in ("WindowCenter", "WindowWidth", "RescaleIntercept", "RescaleSlope", "BurnedInAnnotation"):
+        if kw in ds:
+            delattr(ds, kw)
+    ds.PixelData = img.tobytes()
+    ds.save_as(us, enforce_file_format=True)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("options: [clean_pixel_data, retain_longitudinal_modified_dates]\n")
+    dst = tmp_path / "out"
+    assert cli("deidentify", src, dst, "-q", "--config", cfg).exit_code == 0
+    res = cli("verify", src, dst, "--config", cfg)
+    assert res.exit_code == 0 and "1 OCR-checked" in res.output, res.output
+    (out,) = _outputs(dst)
+    ods = dcmread(out)
+    burned = np.frombuffer(ods.PixelData, np.uint8).reshape(256, 256).copy()
+    cv2.putText(burned, "DAVIDSON DOUGLAS", (8, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.75, 255, 2)
+    ods.PixelData = burned.tobytes()
+    ods.save_as(out, enforce_file_format=True)
+    res = cli("verify", src, dst, "--config", cfg)
+    assert res.exit_code == 1 and "OCR reads" in res.output, res.output
+    assert "davidson" not in res.output.lower()

@@ -1,167 +1,57 @@
 """Independent check of a written output: does any source PHI value still show?
 
-It does not trust the transform. It reads the source's identifying values itself, reads
-the output back from storage, and looks for each value in the output's header bytes
-(case-insensitive, UTF-8 and Latin-1) and in its path. Only a clean result is released.
+It does not trust the transform. The source's identifying values are chosen by the probe
+(probe.py) by VR and module, not by the policy; the output is read back from storage and
+each value is looked for as a token of its shape in the output's header bytes (after the
+words phiscrub itself writes are blanked), in its decoded fields (to name the attribute
+that holds it) and in its path. Dates are judged by place: a source date left where it
+was, written where the source had none, or at odds with the shift the output's other dates
+took, is a leak; a shifted date that happens to land on another of the source's dates is
+not. Only a clean result is released.
+
+The per-item gate (verify_output, in the worker) parses the output only when the byte scan
+found something, so a clean output costs one scan of its header; the job's verify (with
+``fields``) always reads the fields.
 """
 
 from __future__ import annotations
 
+import io
 import re
 import struct
 import zlib
+from collections import Counter
 from dataclasses import dataclass
+from datetime import date
 
-from pydicom.charset import encode_string
-from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
-from pydicom.uid import UID_dictionary
 
-from phiscrub.dicom.values import DUMMY
-from phiscrub.policy.actions import Action, Option
-from phiscrub.policy.profile import Policy
+from phiscrub.pipeline.probe import DATE, DESCRIPTION, ID, NAME, TEXT, TIME, UID, Needle, Probe, collect_probe, spec, time_of
 
-_PROBE_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "UC", "AE", "DA", "DT", "UI", "UR"}
-_STRICT = "\x01"  # marks a value that identifies by itself (a name, an ID, a birth date)
-_IDENTITY_TAGS = frozenset({
-    0x00100020, 0x00101000, 0x00101002, 0x00100030, 0x00101040, 0x00102154, 0x00080050,
-    0x00100021, 0x00380010, 0x00101090, 0x00102155,
-})
-_STRING_VRS = {"CS", "IS", "DS", "TM", "AS"}
-_NOT_PROBES = {v.lower() for v in DUMMY.values()} | {"anonymous", "anonymized", "removed"}
+__all__ = ["Finding", "Probe", "collect_probe", "header_bytes", "ocr_leaks", "scan_output", "structure_reasons",
+           "text_field_leaks", "verify_output"]
+
 _PIXEL_TAGS = (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10")
-MIN_PROBE = 4
 DEFLATED = "1.2.840.10008.1.2.1.99"
+# what phiscrub writes into every output: its stamp is its own, never the source's
+_STAMP_TAGS = frozenset({0x00120062, 0x00120063, 0x00120064, 0x00280303})
+_TEXT_VRS = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC", "AE", "UR", "CS", "IS", "DS", "AS", "UI"})
+_BYTES_VRS = frozenset({"UN", "OB"})
+_HASH = re.compile(rb"sha256:[0-9a-f]+")
+_DATE = re.compile(r"\s*(\d{8})")
+_RANK = (NAME, ID, TEXT, UID, DATE, TIME, DESCRIPTION)  # the most telling first
+MAX_BYTES_SCANNED = 1 << 16  # a binary value larger than this is pixels or a blob, not text
 
 
-@dataclass
-class Probe:
-    values: frozenset[bytes]
-    texts: frozenset[str] = frozenset()  # the same values as text, for decoded text fields
+@dataclass(frozen=True)
+class Finding:
+    """Where a source value was found (a keyword path, 'the output header', 'the output
+    path') and what kind of value it was: never the value."""
 
-
-def collect_probe(src: Dataset, policy: Policy, iod: str | None) -> Probe:
-    removed: set[str] = set()
-    kept: set[str] = set()
-    _collect(src, policy, iod, False, removed, kept)
-    kept = {k.lower() for k in kept}
-    strict = {r[1:].lower() for r in removed if r.startswith(_STRICT)}
-    soft = {r.lower() for r in removed if not r.startswith(_STRICT)}
-    values = set()
-    # names and identifiers are excused only where the policy kept exactly that value in
-    # another attribute (an issuer equal to a retained institution name); other removed
-    # values also where a kept attribute contains them
-    kept_blob = "\x00".join(kept)
-    texts = set()
-    charsets = _charsets(src)
-    for low in (strict - kept) | {v for v in soft - kept if v not in kept_blob}:
-        if len(low) < MIN_PROBE or low in _NOT_PROBES or low in UID_dictionary:
-            continue
-        texts.add(low)
-        for enc in ("utf-8", "latin-1"):
-            try:
-                values.add(low.encode(enc))
-            except UnicodeEncodeError:
-                pass
-        if charsets:  # the source's own character set (ISO 2022, GB18030, ...)
-            try:
-                values.add(encode_string(low, charsets).lower())
-            except (LookupError, UnicodeError, ValueError):
-                pass
-    return Probe(frozenset(values), frozenset(texts))
-
-
-def _charsets(ds: Dataset) -> list[str] | None:
-    """The source's declared character sets, when a byte scan in UTF-8 and Latin-1 alone
-    could miss a value written in them."""
-    raw = ds.get("SpecificCharacterSet")
-    names = [str(v).strip() for v in (raw if isinstance(raw, (list, MultiValue)) else [raw]) if v]
-    if not names or all(n in ("", "ISO_IR 6", "ISO_IR 100", "ISO_IR 192") for n in names):
-        return None
-    return names
-
-
-def _strings(value: object) -> list[str]:
-    if isinstance(value, (bytes, bytearray)):
-        text = bytes(value).decode("utf-8", "replace")
-        vals: list = text.split("\\")
-    else:
-        vals = value if isinstance(value, (list, MultiValue)) else [value]
-    out = []
-    for v in vals:
-        s = str(v).strip(" \x00") if v is not None else ""
-        if s and s.isprintable():
-            out.append(s)
-    return out
-
-
-def _vr(raw, tag: int) -> str | None:
-    if raw.VR:
-        return raw.VR
-    try:
-        return dictionary_VR(tag) if dictionary_has_tag(tag) else None
-    except KeyError:
-        return None
-
-
-_SKIP, _KEPT, _REMOVED, _SEQ_KEPT, _SEQ_REMOVED = range(5)
-
-
-def _category(policy: Policy, tag: int, vr: str | None, iod, nested: bool, creator: str | None) -> tuple[int, str]:
-    """What the probe does with an element: skip it, note its value as kept, or as removed."""
-    rule = policy.resolve(tag, vr, iod, nested, creator)
-    if vr == "SQ":
-        return (_SEQ_REMOVED if rule.action == Action.REMOVE else _SEQ_KEPT), ""
-    private = (tag >> 16) & 1
-    probe_vr = vr in _PROBE_VRS or (private and vr in (None, "UN", "LO", "SH", "LT", "ST", "UT"))
-    if not probe_vr:
-        return (_KEPT if vr in _STRING_VRS and rule.action == Action.KEEP else _SKIP), ""
-    shifted = rule.action in (Action.CLEAN, Action.SHIFT_DATE) and vr in ("DA", "DT", "UI")
-    if rule.action in (Action.KEEP, Action.CLEAN, Action.CLEAN_TEXT) and not (
-        shifted and not policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES)
-    ):
-        return _KEPT, ""
-    return _REMOVED, (_STRICT if (vr == "PN" or tag in _IDENTITY_TAGS) else "")
-
-
-def _collect(ds: Dataset, policy: Policy, iod, nested, removed: set, kept: set) -> None:
-    """Walks raw elements, decoding only string values, so the probe costs little."""
-    creators: dict[int, str] = {}
-    table = policy._cache.setdefault(("probe", iod, nested), {})
-    for btag, raw in list(ds._dict.items()):
-        tag = int(btag)
-        group, elem = tag >> 16, tag & 0xFFFF
-        if group & 1:
-            vr = _vr(raw, tag)
-            creator = None
-            if 0x10 <= elem <= 0xFF:
-                vals = _strings(raw.value)
-                creators[(group << 8) | elem] = vals[0] if vals else ""
-            else:
-                creator = creators.get((group << 8) | (elem >> 8))
-            cat, mark = _category(policy, tag, vr, iod, nested, creator)
-        else:
-            key = (tag, raw.VR)
-            entry = table.get(key)
-            if entry is None:
-                entry = table[key] = _category(policy, tag, _vr(raw, tag), iod, nested, None)
-            cat, mark = entry
-        if cat == _SKIP:
-            continue
-        if cat >= _SEQ_KEPT:
-            target = removed if cat == _SEQ_REMOVED else kept
-            for item in ds[btag].value or []:
-                _collect(item, policy, iod, True, removed, target)
-            continue
-        vals = _strings(raw.value)
-        if cat == _KEPT:
-            kept.update(vals)
-            continue
-        for v in vals:
-            removed.add(mark + v)
-            if raw.VR == "PN" or (mark and "^" in v):
-                removed.update(_STRICT + p.strip() for p in v.replace("=", "^").split("^") if p.strip())
+    where: str
+    kind: str
+    field: str = "text"  # the kind of field: text, date, time, raw (bytes of an unknown VR)
 
 
 def header_bytes(data: bytes) -> bytes:
@@ -174,21 +64,218 @@ def header_bytes(data: bytes) -> bytes:
     return data[:cut]
 
 
+def scan_output(data: bytes, relpath: str, probe: Probe, ds: Dataset | None = None, *,
+                fields: bool = False, header: bytes | None = None) -> list[Finding]:
+    """Every place in one output that still holds a source value, once each.
+
+    The byte scan is cheap and sees everything; the output is parsed (or ``ds`` used)
+    only when it found something or ``fields`` asks, to name the attribute and to judge
+    dates by position. A byte hit that no decoded field explains is reported as such.
+    ``header``: the output's folded header, where the caller has it already."""
+    hdr = _blank_own(_lower_header(data) if header is None else header, probe.own)
+    hits = [n for n in probe.needles if n.in_bytes(hdr)]
+    found: list[Finding] = []
+    if hits or fields or ds is not None:
+        if ds is None:
+            try:
+                ds = _parse(data)
+            except Exception:  # noqa: BLE001 - unparsable: the byte scan's verdict stands alone
+                ds = None
+        if ds is not None:
+            located: set[Needle] = set()
+            dated: list[tuple[str, tuple, str]] = []
+            _walk(ds, (), "", probe, hits if not fields else list(probe.needles), found, located, dated)
+            _judge_dates(dated, probe, found, located)
+            hits = [n for n in hits if n not in located]
+    for kind in dict.fromkeys(n.kind for n in hits if n.kind != TIME):
+        found.append(Finding("the output header", kind))
+    path = relpath.lower()
+    for kind in dict.fromkeys(n.kind for n in probe.needles if n.kind != TIME and n.in_text(path)):
+        found.append(Finding("the output path", kind))
+    return _one_per_place(found)
+
+
+def _one_per_place(found: list[Finding]) -> list[Finding]:
+    """Each place once, under the most telling kind of value it holds (a private element
+    holding the patient ID is one problem, not an ID and a description)."""
+    best: dict[str, Finding] = {}
+    for f in found:
+        if f.where not in best or _RANK.index(f.kind) < _RANK.index(best[f.where].kind):
+            best[f.where] = f
+    return list(best.values())
+
+
 def verify_output(data: bytes, relpath: str, probe: Probe) -> list[str]:
     """Returns PHI-free reasons; empty means the output may be released."""
+    hdr = _lower_header(data)
+    return [describe(f) for f in scan_output(data, relpath, probe, header=hdr)] + structure_reasons(data, hdr)
+
+
+def structure_reasons(data: bytes, header: bytes | None = None) -> list[str]:
+    """What every output must carry whatever its source: the preamble, and the statement
+    that the patient's identity was removed."""
     reasons = []
-    hdr = header_bytes(_inflated(data)).lower()
-    path = relpath.lower().encode("utf-8", "replace")
-    leaks = sum(1 for v in probe.values if v in hdr and _found(v, hdr))
-    if leaks:
-        reasons.append(f"{leaks} source identifying value(s) still present in the output header")
-    if any(v in path and _found(v, path) for v in probe.values):
-        reasons.append("a source identifying value appears in the output path")
     if data[128:132] != b"DICM":
         reasons.append("output lacks the DICM preamble")
-    if not _identity_removed(hdr):
+    if not _identity_removed(_lower_header(data) if header is None else header):
         reasons.append("PatientIdentityRemoved is not YES")
     return reasons
+
+
+def _lower_header(data: bytes) -> bytes:
+    """The output's header (inflated), folded to lower case."""
+    return header_bytes(_inflated(data)).lower()
+
+
+def describe(f: Finding) -> str:
+    if f.where == "the output path":
+        return f"a source {f.kind} appears in the output path"
+    if f.where == "the output header":
+        return f"a source {f.kind} still present in the output header, outside any field it could read"
+    return f"a source {f.kind} still present in the header, {f.field} field {f.where}"
+
+
+def text_field_leaks(ds: Dataset, probe: Probe) -> list[str]:
+    """Keyword paths of the output's fields, sequences included, that still hold a source
+    value: what a byte scan cannot name (nor see through another character set). Never
+    the value."""
+    found: list[Finding] = []
+    located: set[Needle] = set()
+    dated: list[tuple[str, tuple, str]] = []
+    _walk(ds, (), "", probe, list(probe.needles), found, located, dated)
+    _judge_dates(dated, probe, found, located)
+    return sorted({f.where.rsplit(" (", 1)[0] for f in found})
+
+
+def _parse(data: bytes) -> Dataset:
+    from pydicom import dcmread
+
+    return dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+
+
+def _blank_own(hdr: bytes, own: tuple[bytes, ...]) -> bytes:
+    """phiscrub's own words, blanked where they stand (same length, so nothing joins)."""
+    if b"sha256:" in hdr:
+        hdr = _HASH.sub(lambda m: b"\x00" * len(m.group(0)), hdr)
+    for w in own:
+        if w in hdr:
+            hdr = hdr.replace(w, b"\x00" * len(w))
+    return hdr
+
+
+def _label(elem, parent: str) -> str:
+    """'Keyword (gggg,eeee)', inside its sequences' keywords: a place, never a value."""
+    tag = int(elem.tag)
+    hexed = f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+    name = f"{elem.keyword} {hexed}" if elem.keyword else hexed
+    return f"{parent}>{name}" if parent else name
+
+
+def _parent(elem, parent: str) -> str:
+    name = elem.keyword or f"({int(elem.tag) >> 16:04X},{int(elem.tag) & 0xFFFF:04X})"
+    return f"{parent}>{name}" if parent else name
+
+
+def _walk(ds: Dataset, pos: tuple, parent: str, probe: Probe, needles: list[Needle], found: list[Finding],
+          located: set[Needle], dated: list[tuple[str, tuple, str]]) -> None:
+    """Every field of the output, sequences included, against ``needles``; its dates are
+    noted in ``dated`` and judged together afterwards (``_judge_dates``)."""
+    s = spec()
+    text_needles = [n for n in needles if n.kind != TIME]
+    marker = [w.decode("utf-8", "ignore") for w in probe.own]
+    for elem in ds:
+        tag = int(elem.tag)
+        if tag >> 16 == 0x0002 or tag in _STAMP_TAGS:
+            continue
+        here = (*pos, tag)
+        vr = elem.VR
+        if vr == "SQ":
+            for i, item in enumerate(elem.value or ()):
+                _walk(item, (*here, i), _parent(elem, parent), probe, needles, found, located, dated)
+            continue
+        value = elem.value
+        if value in (None, b"", ""):
+            continue
+        if vr in ("DA", "DT", "TM"):
+            if tag not in s.not_patient_dates:
+                _dates(vr, _values(value), here, _label(elem, parent), probe, found, located, dated)
+            else:  # a code system's date: what it holds is explained, whatever date it is
+                located.update(n for n in needles if n.kind == DATE and any(str(v).startswith(n.text)
+                                                                            for v in _values(value)))
+            continue
+        if vr in _TEXT_VRS:
+            hay = "\\".join(str(v) for v in _values(value)).lower()
+            for w in marker:
+                if w and w in hay:
+                    hay = hay.replace(w, "\x00")
+            for n in text_needles:
+                if n.in_text(hay):
+                    found.append(Finding(_label(elem, parent), n.kind))
+                    located.add(n)
+        elif vr in _BYTES_VRS and isinstance(value, (bytes, bytearray)) and len(value) <= MAX_BYTES_SCANNED:
+            hay_b = bytes(value).lower()
+            for n in text_needles:
+                if n.in_bytes(hay_b):
+                    found.append(Finding(_label(elem, parent), n.kind, "raw"))
+                    located.add(n)
+
+
+def _values(value) -> list:
+    return list(value) if isinstance(value, (list, MultiValue)) else [value]
+
+
+def _dates(vr: str, vals: list, here: tuple, label: str, probe: Probe, found: list[Finding],
+           located: set[Needle], dated: list[tuple[str, tuple, str]]) -> None:
+    """Notes the output's dates for ``_judge_dates``; judges its times: a source time in a
+    time field is a leak where the source had that time at this place, or none at all."""
+    by_text = {n.text: n for n in probe.needles if n.kind == TIME}
+    for v in vals:
+        v = str(v)
+        if vr in ("DA", "DT") and (m := _DATE.match(v)):
+            dated.append((label, here, m.group(1)))
+        t = time_of(v.strip()[8:] if vr == "DT" else v)
+        if t and t in probe.times:
+            if t in by_text:
+                located.add(by_text[t])
+            src_here = probe.times_at.get(here)
+            if src_here is None or t in src_here:
+                found.append(Finding(label, TIME, "time"))
+
+
+def _judge_dates(dated: list[tuple[str, tuple, str]], probe: Probe, found: list[Finding],
+                 located: set[Needle]) -> None:
+    """A source date in a date field is a leak where it stands unchanged, where the source
+    had no date there, or where it is not the shift the others of the output took. The
+    last rule is why dates are judged together: a date shifted by the patient's offset can
+    land on another of the source's dates (its offset equal to the gap between them), and
+    that is the shift, not a leak; the offset is the one most of the output's dates took."""
+    by_text = {n.text: n for n in probe.needles if n.kind == DATE}
+    deltas: Counter[int] = Counter()
+    for _, here, d in dated:
+        src_here = probe.dates_at.get(here)
+        if src_here and len(src_here) == 1 and d not in src_here:
+            if (gap := _days(d, next(iter(src_here)))) is not None:
+                deltas[gap] += 1
+    best = deltas.most_common(2)
+    offset = best[0][0] if best and (len(best) == 1 or best[0][1] > best[1][1]) else None
+    for label, here, d in dated:
+        if d not in probe.dates:
+            continue
+        if d in by_text:
+            located.add(by_text[d])
+        src_here = probe.dates_at.get(here)
+        if src_here is None or d in src_here:
+            found.append(Finding(label, DATE, "date"))
+        elif offset is None or len(src_here) != 1 or _days(d, next(iter(src_here))) != offset:
+            found.append(Finding(label, DATE, "date"))
+
+
+def _days(a: str, b: str) -> int | None:
+    """Days from b to a (YYYYMMDD each), or None where either is no calendar date."""
+    try:
+        return (date(int(a[:4]), int(a[4:6]), int(a[6:8])) - date(int(b[:4]), int(b[4:6]), int(b[6:8]))).days
+    except ValueError:
+        return None
 
 
 def _found(value: bytes, hay: bytes) -> bool:
@@ -227,31 +314,6 @@ def _identity_removed(hdr_lower: bytes) -> bool:
                 return True
             pos = hdr_lower.find(tag, pos + 1)
     return False
-
-
-_TEXT_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "UC", "AE", "DA", "DT", "UR", "CS", "TM", "IS", "DS", "AS"}
-
-
-def text_field_leaks(ds: Dataset, probe: Probe) -> list[str]:
-    """Keywords (or tags) of the output's decoded text fields, sequences included, that
-    still hold a source value: catches what a byte scan cannot (a character set other
-    than UTF-8 and Latin-1, a value split by escape sequences). Never the value."""
-    if not probe.texts:
-        return []
-    found = []
-    for elem in ds.iterall():
-        if elem.VR not in _TEXT_VRS or elem.value in (None, b"", ""):
-            continue
-        try:
-            vals = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
-            hay = "\x00".join(str(v) for v in vals).lower()
-        except Exception:  # noqa: BLE001 - an undecodable value is the byte scan's to judge
-            continue
-        for t in probe.texts:
-            if t in hay and _found(t.encode("utf-8", "ignore"), hay.encode("utf-8", "ignore")):
-                found.append(elem.keyword or f"{int(elem.tag):08X}")
-                break
-    return sorted(set(found))
 
 
 def ocr_leaks(output: Dataset, source: Dataset, config, frames: int = 3) -> int:

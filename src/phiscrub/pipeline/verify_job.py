@@ -1,16 +1,22 @@
-"""`phiscrub verify SRC DST`: an independent re-read of a finished job.
+"""`phiscrub verify SRC DST`: an independent re-read of a finished job, usable as a gate.
 
 Why a second look when every output already passed the gate: the gate runs inside the
 worker that made the output, one item at a time. This re-reads everything from storage
-afterwards, item by item (header bytes, decoded text fields, paths, and OCR of pixels that
-carried burned-in text) and across items, where one item alone cannot tell: that a study
+afterwards, item by item (header bytes, decoded fields, paths, and OCR of the pixels the
+pixel policy would scan) and across items, where one item alone cannot tell: that a study
 kept one new UID and one patient pseudonym, that every item is accounted for, that every
-reference points at an output of the same job, that no file appeared that the job did not
-write, and that nothing in the state folder or the file names holds a source value.
+reference to an instance of the job points at that instance's output, that no file
+appeared that the job did not write, and that nothing in the state folder or the file
+names holds a source value.
+
+A gate must not cry wolf, or it is switched off: each problem is one line, once; what is
+not a problem is said once, as a note (references to instances outside the job, which
+real studies hold all the time; duplicates of an instance, which have no output of their
+own); a key that matches nothing is said in one line, not as every item missing.
 
 Sources are matched to outputs through the audit log (keyed hashes of source URIs), so the
-key is needed; every problem is one PHI-free line (output paths are built from pseudonyms
-and new UIDs; a source is named by its keyed hash).
+key is needed; every line is PHI-free (output paths are built from pseudonyms and new
+UIDs; a source is named by its keyed hash; a finding names the attribute, never the value).
 
 Source and destination are trees (trees.py): a local folder, or a gs:// / s3:// prefix read
 from the bucket itself. A job whose destination is a bucket keeps its audit log and job
@@ -20,8 +26,8 @@ state in a local state folder (``--state``), which is scanned like DST/.phiscrub
 from __future__ import annotations
 
 import io
+import json
 import os
-import re
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,14 +36,17 @@ from pathlib import Path, PurePosixPath
 from phiscrub.keys import KeyRing
 from phiscrub.pipeline.audit import read_records
 from phiscrub.pipeline.discover import discover
+from phiscrub.pipeline.probe import Needle
 from phiscrub.pipeline.trees import LocalTree, Tree, is_bucket, open_tree
 from phiscrub.pipeline.verify import (
-    _found,
     collect_probe,
+    describe,
     ocr_leaks,
-    text_field_leaks,
-    verify_output,
+    scan_output,
+    structure_reasons,
 )
+from phiscrub.pipeline.verify_state import NeedleIndex, SourceNames, state_file_holds
+from phiscrub.policy.actions import Option
 from phiscrub.policy.config import Config
 
 STATE = ".phiscrub"
@@ -47,30 +56,37 @@ STATE = ".phiscrub"
 # is fetched to a temporary folder whole, source and output.
 VERIFY_THREADS = 8
 _NOT_SCANNED = {"broker.map"}  # ciphertext: it holds original IDs, encrypted, by design
-MIN_NAME_PART = 6
 STATE_LABEL = "[state] "  # how paths in a state folder outside DST are shown
+# the reason prepass.py records for a copy whose SOP Instance UID another file holds with
+# other content: quarantined by design, counted with the duplicates
+CONFLICT_REASON = "duplicate SOP Instance UID, different content"
+_STATUSES = ("done", "quarantined", "failed", "dropped", "duplicate")
+_REFERENCED_SOP = 0x00081155
 
 
 @dataclass
 class JobCheck:
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # information: said once, never a failure
     counts: Counter = field(default_factory=Counter)
-    outputs: int = 0
+    outputs: int = 0  # output files that exist and were re-read, each once
     ocr_checked: int = 0
     ocr_available: bool = True
 
 
 @dataclass
 class ItemFindings:
-    """What re-reading one DICOM output found, merged into the job's check in source order
+    """What re-reading one DICOM item found, merged into the job's check in source order
     (so the report does not depend on which thread finished first)."""
 
     problems: list[str] = field(default_factory=list)
     study: tuple[str, str, str] | None = None  # (source study, new study, new patient)
     patient: tuple[str, str] | None = None  # (source patient ID, new patient ID)
-    sop: str = ""
-    references: list[tuple[str, str]] = field(default_factory=list)
-    strict_texts: set[str] = field(default_factory=set)
+    src_sop: str = ""
+    sop: str = ""  # the output's SOP Instance UID
+    src_refs: set[str] = field(default_factory=set)  # Referenced SOP Instance UIDs of the source
+    out_refs: set[str] = field(default_factory=set)  # ... and of the output
+    needles: list[Needle] = field(default_factory=list)  # the source's values to look for in the state
     ocr_checked: bool = False
     ocr_unavailable: bool = False
 
@@ -125,6 +141,35 @@ def _final_records(state: Path) -> tuple[dict[str, dict], bool]:
     return last, True
 
 
+def key_matches(state: Path, keys: KeyRing) -> bool | None:
+    """Whether the audit log was signed with this key: its first record's MAC says so in
+    one step. None for a log without MACs (then only the sources' hashes can tell)."""
+    from phiscrub.pipeline.audit import _mac
+
+    log = state / "audit.jsonl"
+    try:
+        with log.open(encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                except ValueError:
+                    continue
+                if rec.get("mac") and rec.get("hash"):
+                    return _mac(keys, str(rec["hash"])) == rec["mac"]
+    except OSError:
+        return None
+    return None
+
+
+def _policies(state: Path) -> set[str]:
+    """The policy hashes the job's runs recorded."""
+    try:
+        return {str(r["policy"]) for r in read_records(state / "audit.jsonl")
+                if r.get("event") == "run-start" and r.get("policy")}
+    except (OSError, ValueError):
+        return set()
+
+
 def verify_job(src: str | Path, dst: str | Path, config: Config, keys: KeyRing, *, ocr: bool = True,
                state: Path | None = None, threads: int = VERIFY_THREADS) -> JobCheck:
     """``src`` and ``dst``: folders or gs:// / s3:// URIs; ``state``: the job's state folder
@@ -142,21 +187,33 @@ def verify_job(src: str | Path, dst: str | Path, config: Config, keys: KeyRing, 
     if not have_log:
         p.append("no audit log in the state folder: not a phiscrub job, or its state folder is missing")
         return res
+    signed = key_matches(Path(state), keys)
+    if signed is False:
+        p.append("the key does not match this job: its audit log was signed with another key"
+                 " (give the job's --key-file or $PHISCRUB_KEY)")
+        return res
+    ran_with = _policies(Path(state))
+    if ran_with and config.policy.digest() not in ran_with:
+        res.notes.append("the config given is not the one this job ran with (its policy hash differs):"
+                         " outputs are judged by the config given; pass the job's --config")
     src_tree, sources = list_sources(src, keys)
+    matched_any = any(h in records for e in sources for h in e.hashes)
+    if sources and records and not matched_any:
+        if signed is None:
+            p.append(f"the key does not match this job: none of its {len(sources)} source(s) has a record under this key")
+        else:
+            p.append(f"SRC is not this job's input: none of its {len(sources)} source(s) has a record in the job")
+        return res
     listing = [(rel, is_dir) for rel, is_dir in out_tree.walk()]
     present = {rel for rel, is_dir in listing if not is_dir}
     expected: set[str] = set()  # relative output paths the job says it wrote
-    studies: dict[str, set[tuple[str, str]]] = defaultdict(set)  # source study -> {(new study, patient)}
-    patients: dict[str, set[str]] = defaultdict(set)  # source patient id -> {pseudonym}
-    sop_uids: set[str] = set()
-    references: list[tuple[str, str]] = []  # (output relpath, referenced SOP instance UID)
-    strict_texts: set[str] = set()
+    owners: dict[str, int] = Counter()  # output path -> done items that name it
     matched: set[str] = set()
-    # every source's file and folder names, before any output is looked at: an output
-    # must not hold any of them, not only those of the sources listed before it
-    name_parts = {_stem(x).lower() for e in sources for x in PurePosixPath(e.rel).parts if len(_stem(x)) >= MIN_NAME_PART}
+    names = SourceNames(e.rel for e in sources)
     dicoms: list[tuple[SourceEntry, str, dict]] = []
+    undone: list[SourceEntry] = []  # read for their SOP Instance UID and their values
     others: list[tuple[str, SourceEntry, list[str]]] = []
+    conflicts = 0
     for entry in sources:
         rec = next((records[h] for h in entry.hashes if h in records), None)
         if rec is None:
@@ -166,70 +223,91 @@ def verify_job(src: str | Path, dst: str | Path, config: Config, keys: KeyRing, 
         status = rec.get("status", "")
         res.counts[status] += 1
         if status != "done":
+            conflicts += status == "quarantined" and rec.get("reason") == CONFLICT_REASON
+            undone.append(entry)
             continue
         outs = _outputs(rec)
         expected |= set(outs)
         for rel in outs:
+            owners[rel] += 1
             if rel not in present:
                 p.append(f"{rel}: recorded as done but missing")
         if not outs or outs[0] not in present:
             continue
-        res.outputs += len(outs)
         kind = _kind(rec)
         if kind == "dicom":
             dicoms.append((entry, outs[0], rec))
         else:
             others.append((kind, entry, outs))
+    for rel, n in sorted(owners.items()):
+        if n > 1:
+            p.append(f"{rel}: recorded as the output of {n} items (one output overwrote another)")
 
     def check(item: tuple[SourceEntry, str, dict]) -> ItemFindings:
         entry, rel, rec = item
         return _check_dicom(src_tree, entry.rel, out_tree, rel, rec, config, ocr, entry.hashes[0])
 
+    def light(entry: SourceEntry) -> ItemFindings:
+        return _read_undone(src_tree, entry.rel, config)
+
+    studies: dict[str, set[tuple[str, str]]] = defaultdict(set)  # source study -> {(new study, patient)}
+    patients: dict[str, set[str]] = defaultdict(set)  # source patient id -> {pseudonym}
+    state_needles: dict[tuple[str, str], Needle] = {}
+    checked: list[tuple[str, ItemFindings]] = []
+    reread: set[str] = set()
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        for found in pool.map(check, dicoms):  # in source order, whatever finished first
+        for (_, rel, _), found in zip(dicoms, pool.map(check, dicoms), strict=True):  # in source order
             p.extend(found.problems)
             if found.study:
                 studies[found.study[0]].add(found.study[1:])
             if found.patient:
                 patients[found.patient[0]].add(found.patient[1])
-            if found.sop:
-                sop_uids.add(found.sop)
-            references += found.references
-            strict_texts |= found.strict_texts
+            for n in found.needles:
+                state_needles.setdefault((n.kind, n.text), n)
             res.ocr_checked += found.ocr_checked
             res.ocr_available &= not found.ocr_unavailable
+            checked.append((rel, found))
+            reread.add(rel)
+        other_sops: set[str] = set()
+        for found in pool.map(light, undone):
+            if found.src_sop:
+                other_sops.add(found.src_sop)
+            for n in found.needles:
+                state_needles.setdefault((n.kind, n.text), n)
     for kind, entry, outs in others:
         if kind == "slide":
             _check_slide(src_tree, entry.rel, out_tree, _slide_files(outs, present), config, keys, res, entry.hashes[0])
         else:
-            _check_bytes(out_tree, outs[0], name_parts, res)
+            _check_bytes(out_tree, outs[0], names, res)
+        reread.add(outs[0])
+    res.outputs = len(reread)
     # items recorded for sources that are not there any more: not wrong, but not balanced
     stale = {h for h, r in records.items() if h not in matched}
     if stale:
         res.counts["recorded-not-in-source"] = len(stale)
     n_in = len(sources)
-    accounted = sum(res.counts[s] for s in ("done", "quarantined", "failed", "dropped"))
+    accounted = sum(res.counts[s] for s in _STATUSES)
     if accounted != n_in:
         p.append(f"counts do not balance: {n_in} item(s) in, {res.counts['done']} out + {res.counts['quarantined']} quarantined"
-                 f" + {res.counts['failed']} failed + {res.counts['dropped']} dropped = {accounted}")
+                 f" + {res.counts['failed']} failed + {res.counts['dropped']} dropped"
+                 f" + {res.counts['duplicate']} duplicate = {accounted}")
+    if res.counts["duplicate"] or conflicts:
+        res.notes.append(f"duplicates: {res.counts['duplicate']} identical copy(ies) of an instance (no output of their"
+                         f" own), {conflicts} copy(ies) with other content quarantined")
     _check_state(state, res)
     _check_studies(studies, patients, keys, p)
-    for rel, ref in references:
-        if ref not in sop_uids:
-            p.append(f"{rel}: a Referenced SOP Instance UID resolves to no output of this job")
-    needles = {t.encode() for t in strict_texts} | {n.encode() for n in name_parts}
+    _check_references(checked, other_sops, config, keys, res)
+    index = NeedleIndex(state_needles.values())
     # a local DST's .phiscrub is a state folder even when this job kept its state elsewhere
     # (an earlier run's): scanned like one, and reported once rather than file by file
-    _check_tree(out_tree, listing, expected, needles, p, keys, state_prefix=None if is_bucket(dst) else STATE,
-                foreign_state=not state_inside)
+    _check_tree(out_tree, listing, expected, index, names, p, keys,
+                state_prefix=None if is_bucket(dst) else STATE, foreign_state=not state_inside)
     if not state_inside:
         state_tree = LocalTree(Path(state))
-        _check_tree(state_tree, list(state_tree.walk()), expected, needles, p, keys, state_prefix="", shown=STATE_LABEL)
+        _check_tree(state_tree, list(state_tree.walk()), expected, index, names, p, keys, state_prefix="",
+                    shown=STATE_LABEL)
+    res.problems = list(dict.fromkeys(p))  # each problem once
     return res
-
-
-def _stem(name: str) -> str:
-    return name.split(".", 1)[0] if not name.startswith(".") else name
 
 
 def _outputs(rec: dict) -> list[str]:
@@ -247,50 +325,69 @@ def _kind(rec: dict) -> str:
     return "file"
 
 
+def read_source(data: bytes):
+    """The source as the runner read it; one the reader now refuses (a stricter check than
+    when the job ran) is still read, leniently, so that its output is checked against it."""
+    from pydicom import dcmread
+
+    from phiscrub.dicom.reader import read_instance
+    from phiscrub.errors import PhiscrubError
+
+    try:
+        return read_instance(data)
+    except PhiscrubError:
+        from phiscrub.dicom.un_vr import resolve_un
+
+        ds = dcmread(io.BytesIO(data), force=True)
+        resolve_un(ds)
+        return ds
+
+
 def _check_dicom(src_tree: Tree, src_rel: str, out_tree: Tree, rel: str, rec, config, ocr, tag) -> ItemFindings:
     """Re-read one DICOM output and its source: what it found, for the caller to merge (it
     runs in a worker thread, and touches nothing shared)."""
     from pydicom import dcmread
 
-    from phiscrub.dicom.reader import read_instance
     from phiscrub.policy import annex_e
 
     found = ItemFindings()
     p = found.problems
     try:
-        src = read_instance(src_tree.read(src_rel))
+        src = read_source(src_tree.read(src_rel))
     except Exception:  # noqa: BLE001 - not DICOM any more, or a storage client's own error
         p.append(f"source {tag}: cannot be re-read to verify its output")
         return found
     iod = annex_e.iod_for_sop_class(src.get("SOPClassUID"))
     probe = collect_probe(src, config.policy, iod)
-    found.strict_texts = {t for t in probe.texts if _identifying(t)}
+    found.needles = probe.state_needles()
     try:
         data = out_tree.read(rel)
     except Exception as e:  # noqa: BLE001 - gone or unreadable since it was listed
         p.append(f"{rel}: cannot be re-read ({type(e).__name__})")
         return found
-    for reason in verify_output(data, rel, probe):
-        p.append(f"{rel}: {reason}")
     try:
         out = dcmread(io.BytesIO(data), force=True)
+        _ = out.keys()
     except Exception:  # noqa: BLE001 - an output that does not parse cannot be released
+        out = None
+    for f in scan_output(data, rel, probe, out, fields=True):
+        p.append(f"{rel}: {describe(f)}")
+    for reason in structure_reasons(data):
+        p.append(f"{rel}: {reason}")
+    if out is None:
         p.append(f"{rel}: output does not parse as DICOM")
         return found
-    for kw in text_field_leaks(out, probe):
-        p.append(f"{rel}: text field {kw} holds a source identifying value")
     src_study, src_patient = str(src.get("StudyInstanceUID", "")), str(src.get("PatientID", ""))
     new_study, new_patient = str(out.get("StudyInstanceUID", "")), str(out.get("PatientID", ""))
     if src_study:
         found.study = (src_study, new_study, new_patient)
     if src_patient:
         found.patient = (src_patient, new_patient)
+    found.src_sop = str(src.get("SOPInstanceUID", ""))
     found.sop = str(out.get("SOPInstanceUID", ""))
-    for e in out.iterall():
-        if e.tag == 0x00081155 and e.value:  # ReferencedSOPInstanceUID
-            for v in e.value if isinstance(e.value, list) or type(e.value).__name__ == "MultiValue" else [e.value]:
-                found.references.append((rel, str(v)))
-    if not ocr or not _had_burned_in_text(src, rec):
+    found.src_refs = _references(src)
+    found.out_refs = _references(out)
+    if not ocr or not would_scan_pixels(src, rec, config):
         return found
     try:
         n = ocr_leaks(out, src, config)
@@ -306,19 +403,103 @@ def _check_dicom(src_tree: Tree, src_rel: str, out_tree: Tree, rel: str, rec, co
     return found
 
 
-def _had_burned_in_text(src, rec: dict) -> bool:
+def _read_undone(src_tree: Tree, src_rel: str, config) -> ItemFindings:
+    """A source with no output (quarantined, failed, a duplicate): its SOP Instance UID, for
+    the references that point at it, and its values, which the state must not hold."""
+    from pydicom import dcmread
+
+    from phiscrub.dicom.un_vr import resolve_un
+    from phiscrub.policy import annex_e
+
+    found = ItemFindings()
+    try:  # the header only, and only of what looks like DICOM: a quarantined slide is gigabytes
+        with src_tree.open(src_rel) as fh:
+            head = fh.read(132)
+            if head[128:132] != b"DICM" and head[:2] not in (b"\x02\x00", b"\x08\x00"):
+                return found
+            fh.seek(0)
+            src = dcmread(fh, force=True, stop_before_pixels=True, defer_size="1 MB")
+            _ = src.keys()
+        resolve_un(src)
+    except Exception:  # noqa: BLE001 - a source too damaged to read holds nothing to look for
+        return found
+    found.src_sop = str(src.get("SOPInstanceUID", "") or "")
+    try:
+        found.needles = collect_probe(src, config.policy, annex_e.iod_for_sop_class(src.get("SOPClassUID"))).state_needles()
+    except Exception:  # noqa: BLE001 - damaged values: what could be read is enough
+        pass
+    return found
+
+
+def _references(ds) -> set[str]:
+    out = set()
+    try:
+        for e in ds.iterall():
+            if e.tag == _REFERENCED_SOP and e.value:
+                vals = e.value if isinstance(e.value, (list, tuple)) or type(e.value).__name__ == "MultiValue" else [e.value]
+                out.update(str(v) for v in vals if v)
+    except Exception:  # noqa: BLE001 - a damaged sequence holds no reference that can be read
+        pass
+    return out
+
+
+def would_scan_pixels(src, rec: dict, config) -> bool:
+    """Whether an output's pixels are read with OCR: every image the pixel stage scans under
+    clean_pixel_data (burned_in.effective_mode: the modalities, secondary captures and
+    screen saves known to carry text, and static rules), when the job cleaned pixels; and
+    whatever the job did, an image whose source declares burned-in text, or where the
+    pixel stage recorded boxes."""
     if "PixelData" not in src:
         return False
     if str(src.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
         return True
     boxes = ((rec.get("manifest") or {}).get("pixels") or {}).get("boxes") or rec.get("pixel_boxes") or []
-    return bool(boxes)
+    if boxes:
+        return True
+    if not config.policy.has(Option.CLEAN_PIXEL_DATA):
+        return False
+    from phiscrub.dicom.burned_in import effective_mode
+    from phiscrub.dicom.pixel_rules import matching_boxes
+
+    if effective_mode(src, config.pixels) != "none":
+        return True
+    try:
+        return bool(matching_boxes(src, config.pixels.rules))
+    except Exception:  # noqa: BLE001 - a rule that cannot be judged on this source: read it
+        return True
 
 
-def _identifying(text: str) -> bool:
-    """Values worth looking for anywhere (names, IDs, long numbers), not short words that
-    can occur by chance in a hash or a UID."""
-    return len(text) >= 5 and not text.replace(".", "").isdigit() or len(text) >= 8 and text.isdigit()
+def _check_references(checked: list[tuple[str, ItemFindings]], other_sops: set[str], config, keys: KeyRing,
+                      res: JobCheck) -> None:
+    """A reference is a problem only where its target was in the job: without an output, or
+    with an output under another UID than the reference carries. One that cites no
+    reference of its source and no output is a problem too (made up, or remapped wrong).
+    References outside the job are counted once."""
+    retain = config.policy.has(Option.RETAIN_UIDS) or config.policy.profile == "keep_all"
+    out_of = {f.src_sop: f.sop for _, f in checked if f.src_sop}
+    outputs = set(out_of.values())
+    outside: set[str] = set()
+    n_outside = 0
+    for rel, f in checked:
+        expect = {(s if retain else keys.uid(s)): s for s in f.src_refs}
+        for o in sorted(f.out_refs):
+            s = expect.get(o)
+            if s is None:
+                if o not in outputs:
+                    res.problems.append(f"{rel}: a Referenced SOP Instance UID resolves to no output of this job"
+                                        " and to no reference of its source")
+            elif s in out_of:
+                if out_of[s] != o:
+                    res.problems.append(f"{rel}: a Referenced SOP Instance UID resolves to no output of this job:"
+                                        " its target's output carries another UID")
+            elif s in other_sops:
+                res.problems.append(f"{rel}: a Referenced SOP Instance UID points at an instance of this job"
+                                    " that has no output")
+            else:
+                outside.add(s)
+                n_outside += 1
+    if outside:
+        res.notes.append(f"{n_outside} reference(s) to {len(outside)} instance(s) outside this job (not checked)")
 
 
 def _slide_files(outs: list[str], present: set[str]) -> list[str]:
@@ -355,14 +536,14 @@ def _check_slide(src_tree: Tree, src_rel: str, out_tree: Tree, outs: list[str], 
     res.problems.extend(f"{rel}: {x}" for x in problems)
 
 
-def _check_bytes(out_tree: Tree, rel: str, name_parts: set[str], res) -> None:
+def _check_bytes(out_tree: Tree, rel: str, names: SourceNames, res) -> None:
     """Annotation and other files: the output must not name the source (its file name)."""
     try:
         blob = out_tree.read(rel).lower()
     except Exception as e:  # noqa: BLE001 - gone or unreadable since it was listed
         res.problems.append(f"{rel}: cannot be re-read ({type(e).__name__})")
         return
-    if any(_found(n.encode(), blob) for n in name_parts if n.encode() in blob):
+    if names and names.in_text(blob.decode("utf-8", "replace")):
         res.problems.append(f"{rel}: holds a source file or folder name")
 
 
@@ -401,8 +582,9 @@ def _check_studies(studies, patients, keys: KeyRing, p: list[str]) -> None:
             p.append(f"source patient {keys.hash_hex('patient:' + pid)}: {len(pseud)} different pseudonyms")
 
 
-def _check_tree(tree: Tree, listing: list[tuple[str, bool]], expected: set[str], needles: set[bytes], p: list[str],
-                keys: KeyRing, *, state_prefix: str | None, shown: str = "", foreign_state: bool = False) -> None:
+def _check_tree(tree: Tree, listing: list[tuple[str, bool]], expected: set[str], needles: NeedleIndex,
+                names: SourceNames, p: list[str], keys: KeyRing, *, state_prefix: str | None, shown: str = "",
+                foreign_state: bool = False) -> None:
     """Every entry of a tree: written by the job (or a slide's companion), named from no
     source value, and for the state folder (paths under ``state_prefix``; '' for a tree
     that is the state folder), holding no source value at all. ``foreign_state``: that
@@ -414,9 +596,9 @@ def _check_tree(tree: Tree, listing: list[tuple[str, bool]], expected: set[str],
     for rel, is_dir in listing:
         path = PurePosixPath(rel)
         in_state = state_prefix is not None and (state_prefix == "" or path.parts[:1] == (state_prefix,))
-        low = rel.lower().encode()
+        low = rel.lower()
         name = shown + rel
-        if any(n in low and _found(n, low) for n in needles):
+        if needles.find(low) is not None or (names and names.in_path(low)):
             # the path itself is PHI: it is named by a keyed hash, never printed
             name = f"{shown}path {keys.hash_hex('path:' + rel)}"
             p.append(f"{name}: the path holds a source value or file name")
@@ -425,10 +607,10 @@ def _check_tree(tree: Tree, listing: list[tuple[str, bool]], expected: set[str],
         if in_state:
             if path.name in _NOT_SCANNED:
                 continue
-            blob = tree.read(rel).lower()
-            if path.name.endswith(".html"):  # embedded images are Base64: random letters, not text
-                blob = re.sub(rb"data:[a-z/+]+;base64,[a-z0-9+/=]+", b"", blob)
-            if any(n in blob and _found(n, blob) for n in needles):
+            local = getattr(tree, "root", None)
+            file_path = Path(local) / rel if local is not None else Path(rel)
+            data = b"" if path.name.endswith(".sqlite") else tree.read(rel)
+            if state_file_holds(file_path, data, needles, names):
                 p.append(f"{name}: holds a source value or file name")
         elif path.name.startswith(".partial-"):
             p.append(f"{name}: a partial write was left behind")
