@@ -18,8 +18,7 @@ from phiscrub.pipeline.runner import Job, Task
 from phiscrub.pipeline.state import JobState
 from phiscrub.pipeline.storage import Item
 
-# run_work(elements, work, on_crash, on_result): the job's engine over a pre-pass read
-RunWork = Callable[[list, Callable, Callable, Callable], None]
+RunWork = prepass.Runner  # run_work(elements, work, on_crash, on_result): the job's engine over a pre-pass read
 # item key -> (relpath, study digest; None where the store keeps none) of a finished item
 DoneLookup = Callable[[str], "tuple[str, str | None] | None"]
 

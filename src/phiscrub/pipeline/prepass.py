@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from phiscrub.dicom.text import PhiTerms
@@ -153,6 +153,7 @@ class JobIndex:
     headers: dict[str, Header] = field(default_factory=dict)  # by source URI
     by_sop: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     group_terms: dict[str, PhiTerms] = field(default_factory=dict)
+    _combined: dict[tuple[str, ...], PhiTerms] = field(default_factory=dict)
 
     def add(self, h: Header) -> None:
         if not h.sop:
@@ -162,8 +163,9 @@ class JobIndex:
         self.by_sop[h.sop].append(h.uri)
         if h.terms is not None:
             for g in _groups(h):
-                merged = self.group_terms.get(g)
-                self.group_terms[g] = h.terms if merged is None else union(merged, h.terms)
+                # in place: merging into a new set per instance would copy a study's values
+                # once per instance
+                self.group_terms.setdefault(g, PhiTerms()).update(h.terms)
 
     @property
     def shared(self) -> dict[str, list[str]]:
@@ -171,15 +173,17 @@ class JobIndex:
         return {sop: sorted(uris) for sop, uris in self.by_sop.items() if len(uris) > 1}
 
     def terms_of(self, uri: str) -> PhiTerms | None:
+        """The merged values of the item's study and patient: one object per pair of
+        groups, so the items of a study share it (and a task chunk pickles it once)."""
         h = self.headers.get(uri)
         if h is None:
             return None
-        parts = [self.group_terms[g] for g in _groups(h) if g in self.group_terms]
-        if not parts:
+        key = tuple(g for g in _groups(h) if g in self.group_terms)
+        if not key:
             return None
-        out = parts[0]
-        for p in parts[1:]:
-            out = union(out, p)
+        out = self._combined.get(key)
+        if out is None:
+            out = self._combined[key] = PhiTerms.combine(self.group_terms[g] for g in key)
         return out
 
 
@@ -195,10 +199,7 @@ def _groups(h: Header) -> list[str]:
 
 
 def union(a: PhiTerms, b: PhiTerms) -> PhiTerms:
-    merge = getattr(a, "merge", None)
-    if merge is not None:
-        return merge(b)
-    return PhiTerms(words=a.words | b.words, literals=a.literals | b.literals)
+    return a.merge(b)
 
 
 def terms_digest(keys, terms: PhiTerms | None) -> str:
@@ -206,16 +207,14 @@ def terms_digest(keys, terms: PhiTerms | None) -> str:
     recovered from it."""
     if terms is None:
         return ""
-    canon = getattr(terms, "canonical", None)
-    values = canon() if canon is not None else tuple(sorted(terms.all_values()))
-    return keys.hash_hex("study-values:" + "\x1f".join(values), 32)
+    return keys.hash_hex("study-values:" + "\x1f".join(terms.canonical()), 32)
 
 
 Runner = Callable[[list, Callable, Callable, Callable], None]
 
 
 def build(items: list[Item], job, run_work: Runner) -> JobIndex:
-    """The pre-pass over ``items``: headers for all, content checks for shared UIDs.
+    """The header read over ``items`` (``decide`` checks the content of shared UIDs).
     ``run_work(elements, work, on_crash, on_result)`` runs a work function over elements on
     the job's engine (the same pool or cluster the main pass uses)."""
     index = JobIndex()
@@ -243,9 +242,13 @@ def decide(index: JobIndex, items_by_uri: dict[str, Item], job, run_work: Runner
             if u != chosen:
                 roles[u] = "duplicate" if copies[u].digest == want else "conflict"
     out: dict[str, Directive] = {}
+    digests: dict[int, str] = {}  # the items of a study share one terms object: one digest each
     for uri in index.headers:
         terms = index.terms_of(uri)
-        out[uri] = Directive(roles.get(uri, "process"), terms, terms_digest(job.keys, terms))
+        digest = digests.get(id(terms))
+        if digest is None:
+            digest = digests[id(terms)] = terms_digest(job.keys, terms)
+        out[uri] = Directive(roles.get(uri, "process"), terms, digest)
     return out
 
 
@@ -260,17 +263,12 @@ class StudyMemory:
         self._groups: OrderedDict[str, PhiTerms] = OrderedDict()
 
     def see(self, study: str, patient: str, own: PhiTerms) -> PhiTerms:
-        h = Header("", "-", study, patient)
-        out = own
-        for g in _groups(h):
-            known = self._groups.pop(g, None)
-            merged = own if known is None else union(known, own)
-            self._groups[g] = merged
-            out = union(out, merged)
+        groups = []
+        for g in _groups(Header("", "-", study, patient)):
+            known = self._groups.pop(g, None) or PhiTerms()
+            known.update(own)  # in place: the group's set grows, it is not copied per instance
+            self._groups[g] = known
+            groups.append(known)
         while len(self._groups) > self.capacity:
             self._groups.popitem(last=False)
-        return out
-
-
-def items_of(found: Iterable[Item]) -> dict[str, Item]:
-    return {it.uri: it for it in found}
+        return PhiTerms.combine([own, *groups])
