@@ -102,14 +102,9 @@ def test_ocr_of_output_pixels_when_the_source_had_burned_in_text(cli, tmp_path: 
     import cv2
     import numpy as np
 
-    from phiscrub.demo import make_study
 
     src = tmp_path / "in"
-    planted, paths = make_study(src, n_ct=1, n_mr=0)
-    ct = next(p for p in paths if "_CT_" in p.name)
-    for p in paths:
-        if p != ct:
-            p.unlink()
+    planted, ct = _one_ct(src)
     ds = dcmread(ct)
     img8 = np.zeros((256, 256), np.uint8)
     cv2.putText(img8, "DAVIDSON DOUGLAS", (8, 40), cv2.FONT_HERSHEY_SIMPLEX, 0.75, 255, 2)
@@ -412,14 +407,9 @@ def test_ocr_reads_every_image_the_pixel_policy_scans(cli, tmp_path: Path) -> No
     import cv2
     import numpy as np
 
-    from phiscrub.demo import make_study
 
     src = tmp_path / "in"
-    _, paths = make_study(src, n_ct=1, n_mr=0)
-    us = next(p for p in paths if "_CT_" in p.name)
-    for p in paths:
-        if p != us:
-            p.unlink()
+    _, us = _one_ct(src)
     ds = dcmread(us)
     ds.Modality = "US"
     ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
@@ -446,3 +436,15 @@ def test_ocr_reads_every_image_the_pixel_policy_scans(cli, tmp_path: Path) -> No
     res = cli("verify", src, dst, "--config", cfg)
     assert res.exit_code == 1 and "OCR reads" in res.output, res.output
     assert "davidson" not in res.output.lower()
+
+
+def _one_ct(src: Path):
+    """A demo study cut down to its one CT image: (planted values, its path)."""
+    from phiscrub.demo import make_study
+
+    planted, paths = make_study(src, n_ct=1, n_mr=0)
+    ct = next(p for p in paths if "_CT_" in p.name)
+    for p in paths:
+        if p != ct:
+            p.unlink()
+    return planted, ct
