@@ -219,6 +219,7 @@ def _discover(job, wanted: frozenset[str] | None):
 def _prepass(found, job, state, sink, restart: bool, wanted, workers: int, scheduler: str | None, quiet: bool):
     """Reads every header before any item is transformed (pipeline/prepass.py), with its own
     progress bar, then plans the run: duplicates, study terms, what a resume skips."""
+    from phiscrub.pipeline import prepass
     from phiscrub.pipeline.planning import plan_job
     from phiscrub.pipeline.runner import run
 
@@ -226,7 +227,7 @@ def _prepass(found, job, state, sink, restart: bool, wanted, workers: int, sched
                         TimeRemainingColumn(), console=err, disable=quiet or not err.is_terminal, transient=True)
     with progress:
         def run_work(elements, work, on_crash, on_result) -> None:
-            task = progress.add_task("reading headers" if work.__name__ == "read_header" else "checking copies",
+            task = progress.add_task("reading headers" if work is prepass.read_header else "checking copies",
                                      total=len(elements))
 
             def tick(r) -> None:
