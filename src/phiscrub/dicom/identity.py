@@ -6,6 +6,7 @@ free-text cleaner and the verifier.
 
 from __future__ import annotations
 
+from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
@@ -17,6 +18,13 @@ from phiscrub.policy import annex_e
 # mostly medical and would make the cleaner remove the very content it should keep.
 _SKIP_VRS = {"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN", "US", "SS", "UL", "SL", "FL",
              "FD", "AT", "UV", "SV", "IS", "DS", "CS", "TM", "UI", "AS"}
+
+
+def _dict_vr(tag: int) -> str | None:
+    try:
+        return dictionary_VR(tag) if dictionary_has_tag(tag) else None
+    except KeyError:
+        return None
 
 
 def patient_identity(ds: Dataset) -> str:
@@ -58,15 +66,29 @@ def collect_terms(ds: Dataset, terms: PhiTerms | None = None) -> PhiTerms:
     telecom LT values are taken whole; other LT/UT values are prose, cleaned, not harvested.
     """
     terms = PhiTerms() if terms is None else terms
-    for elem in ds:
+    elems = ds._dict
+    for btag, raw in list(elems.items()):
+        tag = int(btag)
+        if (tag >> 16) & 1:
+            continue  # private: cleaned or removed by the policy, not harvested
+        # the VR from the raw element where it has one, so that nothing is decoded that is
+        # not harvested (decoding every element cost more than the whole transform)
+        vr = raw.VR
+        if vr is None or vr == "UN":
+            vr = _dict_vr(tag) or vr
+        if vr is None or vr in _SKIP_VRS and vr != "SQ":
+            continue
+        if vr not in ("SQ", "PN", "DA", "DT") and tag not in _IDENT:
+            continue
+        elem = ds[btag]  # decodes this element only
         vr = elem.VR
         if vr == "SQ":
             for item in elem.value or []:
                 collect_terms(item, terms)
             continue
-        if vr in _SKIP_VRS or elem.tag.is_private:
+        if vr in _SKIP_VRS:
             continue
-        if vr not in ("PN", "DA", "DT") and int(elem.tag) not in _IDENT:
+        if vr not in ("PN", "DA", "DT") and tag not in _IDENT:
             continue
         vals = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
         for v in vals:

@@ -21,6 +21,7 @@ Four sources of spans, merged:
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import itertools
 import re
 import unicodedata
@@ -78,12 +79,14 @@ _FOLD = str.maketrans({"ß": "ss", "æ": "ae", "œ": "oe", "ø": "o", "ł": "l",
 _UMLAUTS = str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue"})
 
 
-def date_variants(da: str) -> set[str]:
-    """A DA value written the ways people write dates."""
+@functools.lru_cache(maxsize=4096)
+def date_variants(da: str) -> frozenset[str]:
+    """A DA value written the ways people write dates. Cached: a study repeats its dates in
+    every instance and every sequence, and each call formats some eighty strings."""
     try:
         d = _dt.date(int(da[0:4]), int(da[4:6]), int(da[6:8]))
     except (ValueError, IndexError):
-        return set()
+        return frozenset()
     y, m, dd = d.year, d.month, d.day
     mon = MONTHS[m - 1]
     out = {
@@ -99,7 +102,7 @@ def date_variants(da: str) -> set[str]:
         out |= {f"{dd} {mn} {y}", f"{mn} {dd}, {y}", f"{mn} {dd} {y}", f"{dd}-{mn}-{y}",
                 f"{dd:02d} {mn} {y}", f"{dd}{mn}{y}", f"{y} {mn} {dd}", f"{y}-{mn}-{dd:02d}",
                 f"{dd} {mn} {y % 100:02d}", f"{mn} {dd} {y % 100:02d}"}
-    return {v.lower() for v in out}
+    return frozenset(v.lower() for v in out)
 
 
 _STAMPS = itertools.count(1)

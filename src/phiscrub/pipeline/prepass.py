@@ -91,6 +91,7 @@ def read_header(item: Item, job) -> Header:
     from pydicom import dcmread
 
     from phiscrub.dicom import identity
+    from phiscrub.dicom.un_vr import resolve_un
     from phiscrub.transform import needs_terms
 
     try:
@@ -105,7 +106,10 @@ def read_header(item: Item, job) -> Header:
                 sop, study, _series = (str(ds.get(k, "") or "").strip() for k in _HEADER_TAGS)
                 if not sop:
                     return Header(item.uri)
-                terms = identity.collect_terms(ds) if needs_terms(job.config) else None
+                terms = None
+                if needs_terms(job.config):
+                    resolve_un(ds)  # as the main pass reads it, so its terms hold what the main pass's would
+                    terms = identity.collect_terms(ds)
                 return Header(item.uri, sop, study, identity.patient_identity(ds), terms)
     except Exception:  # noqa: BLE001 - damaged, not DICOM or unreadable: the main pass says which
         return Header(item.uri)
@@ -196,10 +200,6 @@ def _groups(h: Header) -> list[str]:
     if h.patient and h.patient != "unknown":
         out.append("patient:" + h.patient)
     return out
-
-
-def union(a: PhiTerms, b: PhiTerms) -> PhiTerms:
-    return a.merge(b)
 
 
 def terms_digest(keys, terms: PhiTerms | None) -> str:

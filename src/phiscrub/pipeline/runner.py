@@ -166,10 +166,15 @@ def _study_terms(src, job: Job):
     global _MEMORY
     if not needs_terms(job.config):
         return None
-    own = identity.collect_terms(src)
     directive = _DIRECTIVE.get()
+    if directive is not None and directive.terms is not None:
+        # the pre-pass read this instance's header as read_instance does and merged its
+        # values into its study's: collecting them again would add nothing. (A file changed
+        # between the passes is caught by the release check, which probes this very read.)
+        return directive.terms
+    own = identity.collect_terms(src)
     if directive is not None:
-        return own if directive.terms is None else prepass.union(own, directive.terms)
+        return own
     if _MEMORY is None:
         _MEMORY = prepass.StudyMemory()
     study = str(src.get("StudyInstanceUID", "") or "").strip()
