@@ -1,6 +1,6 @@
 PY ?= python3
 
-.PHONY: install demo test lint bench bench-pixels bench-wsi bench-pipeline bench-service
+.PHONY: install demo test lint bench bench-cli bench-pixels bench-wsi bench-pipeline bench-service
 
 install:
 	$(PY) -m pip install -q -e '.[test]'
@@ -18,6 +18,11 @@ lint:
 bench:
 	$(PY) -m pip install -q -e '.[bench]'
 	$(PY) bench/bench_header.py
+
+# the released CLIs whole-process (start-up, pre-pass, verify): pydicom, dicognito, phiscrub -j 1 / -j 2
+bench-cli:
+	$(PY) -m pip install -q -e '.[bench]'
+	$(PY) bench/bench_cli.py
 
 # Presidio's redactor pins opencv-python<5, which would replace the headless build rapidocr
 # uses: install it without dependencies (its real ones come with the bench extra).
