@@ -35,9 +35,9 @@ import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 
+from bench_header import bench_patient, verdict, version  # the same patients, and the same report helpers
 from pydicom import dcmread
 from pydicom.uid import generate_uid
 
@@ -66,25 +66,6 @@ for p in sorted(src.rglob("*.dcm")):
     out.parent.mkdir(parents=True, exist_ok=True)
     dcmread(p).save_as(out)
 """
-
-
-def bench_patient(i: int) -> Patient:
-    """A different person per study, so pseudonyms, date offsets and name terms vary."""
-    return Patient(
-        name=f"Family{i:04d}^Given{i:04d}^Middle{i % 7}",
-        pid=f"MRN{100000 + i}",
-        birth=f"{1930 + i % 70}{1 + i % 12:02d}{1 + i % 28:02d}",
-        accession=f"ACC{500000 + i}",
-        address=f"{10 + i} Benchmark Street, Townsville {i % 50}",
-        phone=f"555-{i % 1000:03d}-{(i * 7919) % 10000:04d}",
-        institution=f"General Hospital Number {i % 17}",
-        physician=f"Referrer{i % 23:02d}^Janet",
-        operator=f"Operator{i % 11:02d}^Chidi",
-        study_date=f"20{10 + i % 14}{1 + i % 12:02d}{1 + i % 28:02d}",
-        other_id=f"OTHERID{900000 + i}",
-        station=f"CTSTATION-ROOM{i % 9}",
-        serial=f"SN-{10000000 + i}",
-    )
 
 
 def add_secondary_capture(folder: Path, ct: Path, p: Patient) -> Path:
@@ -160,17 +141,6 @@ def time_once(tool: Tool, dst: Path, env: dict[str, str]) -> None:
     tool.written = count(dst) if dst.exists() else 0
     if not tool.written:
         tool.failed = tool.failed or "nothing written"
-
-
-def version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def verdict(ok: bool) -> str:
-    return "MET" if ok else "NOT MET"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from pydicom.datadict import dictionary_description, dictionary_has_tag
 
 from phiscrub.dicom import header
 from phiscrub.dicom.reader import read_instance
+from phiscrub.dicom.un_vr import dictionary_vr
 from phiscrub.policy import annex_e, date_net, identifier_net
 from phiscrub.policy.actions import Action, Option
 from phiscrub.policy.config import Config
@@ -32,7 +33,7 @@ def plan_rows(data: bytes, config: Config) -> list[tuple[str, str, str, str, str
 def _rows(ds, config: Config, iod, depth: int, rows: list) -> None:
     for tag, raw in list(ds._dict.items()):
         creator = header._private_creator(ds, tag) if tag.is_private and tag.element > 0xFF else None
-        vr = raw.VR or header._dict_vr(tag)
+        vr = raw.VR or dictionary_vr(tag)
         if creator and vr in (None, "UN"):  # as header.walk reads a kept private element
             vr = header.private_vr(tag, creator) or vr
         vr = vr or "UN"

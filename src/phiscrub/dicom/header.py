@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pydicom.datadict import dictionary_has_tag, dictionary_VR, keyword_for_tag, private_dictionary_VR
+from pydicom.datadict import keyword_for_tag, private_dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -20,6 +20,7 @@ from pydicom.uid import UID_dictionary
 
 from phiscrub.dicom import dates
 from phiscrub.dicom.text import PhiTerms, clean_text
+from phiscrub.dicom.un_vr import dictionary_vr
 from phiscrub.dicom.values import DUMMY, TEXT_VRS, fit
 from phiscrub.dicom.wsi import keyed_identifier_tags
 from phiscrub.keys import KeyRing
@@ -82,7 +83,7 @@ def walk(ds: Dataset, ctx: InstanceContext, nested: bool = False, mode: str | No
         if plan is not None and not (tag >> 16) & 1:
             entry = plan.get(tag)
             if entry is None:
-                dvr = _dict_vr(tag)
+                dvr = dictionary_vr(tag)
                 rule = _patient_rule(resolve(tag, dvr, ctx.iod, nested, None), tag, nested, ctx)
                 entry = plan[tag] = (rule, dvr)
             rule, dvr = entry
@@ -90,7 +91,7 @@ def walk(ds: Dataset, ctx: InstanceContext, nested: bool = False, mode: str | No
             if rule.action is Action.KEEP and mode is None and vr not in _KEEP_NEEDS_WORK:
                 continue  # the common case: a kept attribute stays raw, untouched
         else:
-            vr = raw.VR or _dict_vr(tag)
+            vr = raw.VR or dictionary_vr(tag)
             creator = _private_creator(ds, tag) if (tag >> 16) % 2 == 1 and (tag & 0xFFFF) > 0xFF else None
             rule = resolve(tag, vr, ctx.iod, nested, creator)
             if creator and vr in (None, "UN") and rule.action is not Action.REMOVE:
@@ -108,13 +109,6 @@ def walk(ds: Dataset, ctx: InstanceContext, nested: bool = False, mode: str | No
             continue
         _apply(ds, tag, vr, rule, ctx, nested, mode)
     _prune_private_creators(ds)
-
-
-def _dict_vr(tag: int) -> str | None:
-    try:
-        return dictionary_VR(tag) if dictionary_has_tag(tag) else None
-    except KeyError:
-        return None
 
 
 def private_vr(tag: int, creator: str) -> str | None:

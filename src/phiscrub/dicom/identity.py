@@ -6,11 +6,11 @@ free-text cleaner and the verifier.
 
 from __future__ import annotations
 
-from pydicom.datadict import dictionary_has_tag, dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from phiscrub.dicom.text import PhiTerms
+from phiscrub.dicom.un_vr import dictionary_vr
 from phiscrub.policy import annex_e
 
 # Attributes whose values identify a person or place even inside free text; descriptor
@@ -18,13 +18,6 @@ from phiscrub.policy import annex_e
 # mostly medical and would make the cleaner remove the very content it should keep.
 _SKIP_VRS = {"SQ", "OB", "OW", "OF", "OD", "OL", "OV", "UN", "US", "SS", "UL", "SL", "FL",
              "FD", "AT", "UV", "SV", "IS", "DS", "CS", "TM", "UI", "AS"}
-
-
-def _dict_vr(tag: int) -> str | None:
-    try:
-        return dictionary_VR(tag) if dictionary_has_tag(tag) else None
-    except KeyError:
-        return None
 
 
 def patient_identity(ds: Dataset) -> str:
@@ -57,6 +50,13 @@ def _harvests_long_text(keyword: str) -> bool:
     return keyword.endswith("TelecomInformation")
 
 
+def _harvested(vr: str, tag: int) -> bool:
+    """Whether an element of this VR and tag is read for terms (a sequence: for its items)."""
+    if vr == "SQ":
+        return True
+    return vr not in _SKIP_VRS and (vr in ("PN", "DA", "DT") or tag in _IDENT)
+
+
 def collect_terms(ds: Dataset, terms: PhiTerms | None = None) -> PhiTerms:
     """The identifying values of ``ds`` (sequences included) for the free-text cleaner.
 
@@ -75,20 +75,16 @@ def collect_terms(ds: Dataset, terms: PhiTerms | None = None) -> PhiTerms:
         # not harvested (decoding every element cost more than the whole transform)
         vr = raw.VR
         if vr is None or vr == "UN":
-            vr = _dict_vr(tag) or vr
-        if vr is None or vr in _SKIP_VRS and vr != "SQ":
+            vr = dictionary_vr(tag) or vr
+        if vr is None or not _harvested(vr, tag):
             continue
-        if vr not in ("SQ", "PN", "DA", "DT") and tag not in _IDENT:
-            continue
-        elem = ds[btag]  # decodes this element only
+        elem = ds[btag]  # decodes this element only; its decoded VR decides again
         vr = elem.VR
+        if not _harvested(vr, tag):
+            continue
         if vr == "SQ":
             for item in elem.value or []:
                 collect_terms(item, terms)
-            continue
-        if vr in _SKIP_VRS:
-            continue
-        if vr not in ("PN", "DA", "DT") and tag not in _IDENT:
             continue
         vals = elem.value if isinstance(elem.value, (list, MultiValue)) else [elem.value]
         for v in vals:

@@ -15,6 +15,7 @@ its creator's dictionary).
 
 from __future__ import annotations
 
+import functools
 import struct
 from dataclasses import dataclass
 
@@ -87,12 +88,20 @@ def _level(ds: Dataset, out: UnOutcome) -> None:
             _level(item, out)
 
 
-def _dict_vr(tag: int) -> str | None:
+@functools.lru_cache(maxsize=8192)
+def dictionary_vr(tag: int) -> str | None:
+    """The VR the data dictionary gives a standard tag, else None: the one lookup for every
+    reader of raw elements (the header walk, inspect, the term collector, this module), whose
+    implicit-VR and UN elements carry no usable VR of their own."""
     try:
-        vr = dictionary_VR(tag) if dictionary_has_tag(tag) else None
+        return dictionary_VR(tag) if dictionary_has_tag(tag) else None
     except KeyError:
         return None
-    return None if vr in (None, "UN") else vr
+
+
+def _dict_vr(tag: int) -> str | None:
+    vr = dictionary_vr(tag)
+    return None if vr == "UN" else vr
 
 
 def _convert(ds: Dataset, raw: object, vr: str) -> DataElement | None:

@@ -33,6 +33,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.uid import UID_dictionary
 
+from phiscrub.dicom.un_vr import dictionary_vr
 from phiscrub.dicom.values import DUMMY
 from phiscrub.policy.actions import Action, Option
 from phiscrub.policy.profile import Policy
@@ -600,12 +601,8 @@ def _vr(raw, tag: int) -> str | None:
     return _dict_vr(tag) or vr
 
 
-@cache
 def _dict_vr(tag: int) -> str | None:
-    try:
-        dvr = dictionary_VR(tag) if dictionary_has_tag(tag) else None
-    except KeyError:
-        dvr = None
+    dvr = dictionary_vr(tag)
     if dvr and " or " in dvr:
         dvr = dvr.split(" or ")[0]
     return dvr
