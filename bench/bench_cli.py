@@ -19,7 +19,10 @@ comparison is header work against header work.
 Rounds alternate the tools' order (rotated each round) so that a slow phase of the machine
 does not land on one tool; each tool's figure is the median of its rounds.
 
-Usage: python bench/bench_cli.py [--files 999] [--rounds 3] [--workdir DIR]
+Usage: python bench/bench_cli.py [--files 999] [--rounds 3] [--workdir DIR] [--corpus DIR]
+
+``--corpus DIR`` times a folder we did not make instead (bench/README.md names the public set
+used, the JSL set at the commit issue 16 pins, kept in the ignored bench/out/).
 """
 
 from __future__ import annotations
@@ -148,12 +151,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--files", type=int, default=999, help="corpus size, rounded up to whole studies of 9")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds; each tool's median is reported")
     ap.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    ap.add_argument("--corpus", type=Path, default=None,
+                    help="time an existing folder of DICOM files (a public set kept under bench/out/) instead of the "
+                         "generated corpus; --files is then ignored")
     args = ap.parse_args(argv)
 
     workdir = args.workdir.resolve()
     workdir.mkdir(parents=True, exist_ok=True)
-    corpus = workdir / "corpus"
-    paths = build_corpus(corpus, args.files)
+    if args.corpus is not None:
+        corpus = args.corpus.resolve()
+        paths = sorted(corpus.rglob("*.dcm"))
+        if not paths:
+            raise SystemExit(f"corpus: no .dcm files under {corpus}")
+        print(f"corpus: {len(paths)} files of {corpus} (not generated)")
+    else:
+        corpus = workdir / "corpus"
+        paths = build_corpus(corpus, args.files)
     mib = sum(p.stat().st_size for p in paths) / 2**20  # stat only; the first round warms the cache
     config = workdir / "bench.yaml"
     config.write_text(CONFIG)

@@ -6,7 +6,6 @@ cluster all run this same function. The manifest is PHI-free: tags, actions and 
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ from phiscrub.dicom import wsi as dicom_wsi
 from phiscrub.dicom.deid_attrs import stamp
 from phiscrub.dicom.reader import check_readable, read_instance
 from phiscrub.dicom.text import PhiTerms
+from phiscrub.dicom.writer import encode
 from phiscrub.keys import KeyRing
 from phiscrub.policy import annex_e
 from phiscrub.policy.actions import Action, Option
@@ -91,8 +91,7 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str, terms
         for _ in ds.iterall():  # read as implicit but declared explicit: give every element its VR
             pass
     ds.preamble = b"\x00" * 128  # a preamble can hold anything (TIFF headers, text)
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    data = encode(ds)  # save_as's bytes, unchanged elements written as read (dicom/writer.py)
     relpath = output_relpath(ds, keys, who)
     manifest = {
         "sop_class": str(ds.get("SOPClassUID", "")),
@@ -106,7 +105,7 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str, terms
         manifest["pixels"] = pixel_outcome.manifest()
     if associated is not None:
         manifest["wsi_associated"] = associated
-    return Outcome(buf.getvalue(), relpath, manifest)
+    return Outcome(data, relpath, manifest)
 
 
 def _compact_actions(counts) -> dict[str, object]:

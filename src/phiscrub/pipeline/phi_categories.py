@@ -9,6 +9,7 @@ category of a tag follows from its VR and keyword in the DICOM dictionary.
 from __future__ import annotations
 
 from collections import Counter
+from functools import cache
 
 from pydicom.datadict import dictionary_has_tag, dictionary_keyword, dictionary_VR
 
@@ -18,6 +19,7 @@ _PLACE = ("Institution", "Station", "Department", "Device", "Manufacturer", "Ser
 _ID_ENDS = ("ID", "IDs", "Number", "Numbers", "Locator", "Identifier", "Barcode", "Issuer")
 
 
+@cache  # every item of a job names the same few hundred tags; the audit asks for each
 def tag_category(tag: int) -> str:
     if (tag >> 16) & 1:
         return "private"

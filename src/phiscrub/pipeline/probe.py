@@ -22,7 +22,7 @@ import re
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cache, cached_property, lru_cache
 from importlib import resources
 
 import yaml
@@ -163,7 +163,7 @@ class Needle:
 
     @cached_property
     def _bytes_re(self) -> re.Pattern[bytes]:
-        return re.compile(b"|".join(self._pattern(f, True) for f in self.forms))
+        return _needle_re(self, True)
 
     @cached_property
     def _texts(self) -> tuple[str, ...]:
@@ -171,7 +171,7 @@ class Needle:
 
     @cached_property
     def _text_re(self) -> re.Pattern[str]:
-        return re.compile("|".join(self._pattern(t, False) for t in self._texts))
+        return _needle_re(self, False)
 
     def _pattern(self, form: bytes | str, as_bytes: bool):
         text = form.decode("latin-1") if isinstance(form, bytes) else form
@@ -192,6 +192,15 @@ class Needle:
     def in_text(self, hay: str) -> bool:
         """``hay`` folded to lower case."""
         return any(t in hay for t in self._texts) and self._text_re.search(hay) is not None
+
+
+@lru_cache(maxsize=8192)
+def _needle_re(n: Needle, as_bytes: bool) -> re.Pattern:
+    """A needle's pattern, built once per value and kind: the instances of a study probe the
+    same names and dates, each as a needle of its own (equal needles share the pattern)."""
+    if as_bytes:
+        return re.compile(b"|".join(n._pattern(f, True) for f in n.forms))
+    return re.compile("|".join(n._pattern(t, False) for t in n._texts))
 
 
 def _written_dates(d: str) -> list[str]:

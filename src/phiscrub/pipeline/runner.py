@@ -334,23 +334,37 @@ def _other_kind(path: Path, item: Item, job: Job, sink, src_hash: str, att: Atte
     """Slides (never read whole: they are gigabytes) and annotation files take their own
     path; None means the item is treated as DICOM."""
     from phiscrub.wsi import registry
+    from phiscrub.wsi.annotations import sniff_bytes
 
     try:
         size = path.stat().st_size
+        head = _file_head(path)
+        if head[128:132] == b"DICM":
+            # a Part 10 file, also where its preamble is a TIFF header (a dual-personality
+            # file: its DICOM header must be de-identified, as from a bucket); no slide parser
+            # or annotation sniff need open it
+            return None
         fmt = att.call(lambda: registry.detect(path))
     except OSError as e:
         return ItemResult(item.uri, src_hash, 0, "failed", f"cannot read ({e.strerror})", "io", attempts=att.total)
     if fmt is not None:
         return _slide(path, item, job, sink, src_hash, att, size)
-    from phiscrub.wsi.annotations import sniff_annotation
-
-    if sniff_annotation(path) is None:
+    if sniff_bytes(head) is None:
         return None
     try:
         data = att.call(path.read_bytes)
     except OSError as e:
         return ItemResult(item.uri, src_hash, size, "failed", f"cannot read ({e.strerror})", "io", attempts=att.total)
     return _annotation(item, data, job, sink, src_hash, att)
+
+
+def _file_head(path: Path) -> bytes:
+    """The first bytes, or none: an unreadable file is the DICOM read's to report."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(_HEAD)
+    except OSError:
+        return b""
 
 
 def _slide(path: Path, item: Item, job: Job, sink, src_hash: str, att: Attempts, size: int) -> ItemResult:
