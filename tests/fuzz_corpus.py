@@ -269,7 +269,9 @@ def bad_vr(base: Base, data: bytes, rng: random.Random) -> bytes:
 
 
 def insert_junk(base: Base, data: bytes, rng: random.Random) -> bytes:
-    at = _pick(base, rng).start if rng.random() < 0.6 else rng.randrange(base.elements[0].start, len(data))
+    # (after a first damage cut the file short, its first element may start past the end)
+    first = min(base.elements[0].start, len(data) - 1)
+    at = _pick(base, rng).start if rng.random() < 0.6 else rng.randrange(first, len(data))
     kind = rng.randrange(4)
     if kind == 0:
         junk = bytes(rng.randrange(256) for _ in range(rng.randint(1, 64)))
