@@ -1,5 +1,5 @@
 """Encodes a de-identified instance to Part 10 bytes, the same bytes ``Dataset.save_as``
-writes, in about a third of its time.
+writes, in about half its time (pydicom's test files as read: 0.47 s -> 0.22 s).
 
 Why by hand: the header walk keeps every element it does not change as pydicom's raw element
 (the bytes as read), and pydicom's writer still spends a buffer, a cast and a dozen checks on
@@ -59,8 +59,11 @@ def _syntax(ds: Dataset) -> UID | None:
     preamble = getattr(ds, "preamble", None)
     if meta is None or not preamble or len(preamble) != 128:
         return None
-    syntax = meta.get("TransferSyntaxUID")
-    if not syntax or syntax.is_private or not syntax.is_transfer_syntax or syntax == DeflatedExplicitVRLittleEndian:
+    raw = meta.get("TransferSyntaxUID")
+    if not raw:
+        return None
+    syntax = UID(raw)
+    if syntax.is_private or not syntax.is_transfer_syntax or syntax == DeflatedExplicitVRLittleEndian:
         return None
     sop_class, instance = ds.get("SOPClassUID"), ds.get("SOPInstanceUID")
     if (meta.get("MediaStorageSOPClassUID") is None or (sop_class and sop_class != meta.MediaStorageSOPClassUID)
@@ -70,9 +73,9 @@ def _syntax(ds: Dataset) -> UID | None:
     if any(t >> 16 in (0, 2) for t in ds._dict):
         return None  # save_as refuses these, with its own message
     read_little = ds.original_encoding[1]
-    if read_little is not None and read_little != UID(syntax).is_little_endian:
+    if read_little is not None and read_little != syntax.is_little_endian:
         return None  # save_as refuses to change the byte order, with its own message
-    return UID(syntax)
+    return syntax
 
 
 class _Writer:
@@ -80,7 +83,10 @@ class _Writer:
         self.fp = fp
         self.implicit = fp.is_implicit_VR
         order = "<" if fp.is_little_endian else ">"
-        self.tag = struct.Struct(order + "HH").pack
+        tag_length = struct.Struct(order + "HHL").pack
+        self.item_start = tag_length(ItemTag >> 16, ItemTag & 0xFFFF, _UNDEFINED)
+        self.item_end = tag_length(ItemDelimiterTag >> 16, ItemDelimiterTag & 0xFFFF, 0)
+        self.sequence_end = tag_length(SequenceDelimiterTag >> 16, SequenceDelimiterTag & 0xFFFF, 0)
         self.ul = struct.Struct(order + "L").pack
         self.short_head = struct.Struct(order + "HH2sH").pack  # tag, VR, 16-bit length
         self.long_head = struct.Struct(order + "HH2s2xL").pack  # tag, VR, reserved, 32-bit length
@@ -113,7 +119,6 @@ class _Writer:
         value, vr = elem.value, elem.VR
         if not isinstance(value, bytes):
             return False
-        # (a VR goes out as pydicom writes it, in ISO 8859-1: a damaged one stays two bytes)
         undefined = elem.length == _UNDEFINED
         n = len(value)
         if self.implicit:
@@ -123,6 +128,7 @@ class _Writer:
         else:
             if vr is None or len(vr) != 2 or (undefined and tag == _PIXEL_DATA):
                 return False
+            # (a VR goes out as pydicom writes it, in ISO 8859-1: a damaged one stays two bytes)
             if vr in _LONG_VRS:
                 head = self.long_head(tag >> 16, tag & 0xFFFF, vr.encode("latin-1"), _UNDEFINED if undefined else n)
             elif undefined or n > 0xFFFF:
@@ -133,8 +139,7 @@ class _Writer:
         write(head)
         write(value)
         if undefined:
-            write(self.tag(SequenceDelimiterTag >> 16, SequenceDelimiterTag & 0xFFFF))
-            write(self.ul(0))
+            write(self.sequence_end)
         return True
 
     def _sequence(self, tag: int, elem, encoding) -> None:
@@ -157,18 +162,15 @@ class _Writer:
             outer.write(self.long_head(tag >> 16, tag & 0xFFFF, b"SQ", n))
         outer.write(body.getvalue())
         if undefined:
-            outer.write(self.tag(SequenceDelimiterTag >> 16, SequenceDelimiterTag & 0xFFFF))
-            outer.write(self.ul(0))
+            outer.write(self.sequence_end)
 
     def _item(self, item: Dataset, encodings) -> None:
         fp = self.fp
-        fp.write(self.tag(ItemTag >> 16, ItemTag & 0xFFFF))
-        at = fp.tell()
-        fp.write(self.ul(_UNDEFINED))
+        fp.write(self.item_start)
+        at = fp.tell() - 4  # the item's length, filled in below when it is defined
         self.dataset(item, encodings)
         if getattr(item, "is_undefined_length_sequence_item", False):
-            fp.write(self.tag(ItemDelimiterTag >> 16, ItemDelimiterTag & 0xFFFF))
-            fp.write(self.ul(0))
+            fp.write(self.item_end)
         else:
             end = fp.tell()
             fp.seek(at)
