@@ -5,8 +5,11 @@ Why by hand: the header walk keeps every element it does not change as pydicom's
 (the bytes as read), and pydicom's writer still spends a buffer, a cast and a dozen checks on
 each of them: writing was the largest single cost of a header-only job, larger than reading.
 Here a raw element whose bytes can go out unchanged is written in one ``struct.pack`` and one
-``write``; every other element (one the walk changed, pixel data, an element whose VR must
-become UN) goes through pydicom's own ``write_data_element``, and every data set pydicom would
+``write``, and so is a changed one whose value is plain text of a VR that pydicom writes as
+text joined by backslashes and padded to even length (UI, CS, AE, AS, DA, DT, TM, and SH, LO,
+ST, LT, UT, UC in the default character set); every other element (a name, a number, pixel
+data, text in another character set, an element whose VR must become UN) goes through
+pydicom's own ``write_data_element``, and every data set pydicom would
 re-encode (another encoding or character set than it was read with, or one made from scratch)
 through pydicom's own ``write_dataset``. A file pydicom would write in any other way
 (deflated, a private or unknown transfer syntax, no file meta) is written by ``save_as``
@@ -18,20 +21,26 @@ from __future__ import annotations
 
 import io
 import struct
-from copy import deepcopy
+from copy import copy
 
 from pydicom.charset import convert_encodings, default_encoding
-from pydicom.dataelem import RawDataElement
-from pydicom.dataset import Dataset
+from pydicom.dataelem import DataElement, RawDataElement
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO, DicomIO
-from pydicom.filewriter import write_data_element, write_dataset, write_file_meta_info
+from pydicom.filewriter import validate_file_meta, write_data_element, write_dataset
+from pydicom.multival import MultiValue
 from pydicom.tag import ItemDelimiterTag, ItemTag, SequenceDelimiterTag
 from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
-from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
+from pydicom.valuerep import AMBIGUOUS_VR, EXPLICIT_VR_LENGTH_32
 
 _UNDEFINED = 0xFFFFFFFF
 _PIXEL_DATA = 0x7FE00010
 _LONG_VRS = frozenset(str(v) for v in EXPLICIT_VR_LENGTH_32)
+_AMBIGUOUS_VRS = frozenset(str(v) for v in AMBIGUOUS_VR)
+# pydicom's write_string: text in its default encoding, padded with these to even length
+_STRING_PAD = {"UI": "\0", "CS": " ", "AE": " ", "AS": " ", "DA": " ", "DT": " ", "TM": " "}
+# pydicom's write_text: text in the data set's character set, padded with a space
+_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC"})
 
 
 def encode(ds: Dataset) -> bytes:
@@ -45,12 +54,40 @@ def encode(ds: Dataset) -> bytes:
     fp.is_implicit_VR, fp.is_little_endian = syntax.is_implicit_VR, syntax.is_little_endian
     fp.write(ds.preamble)
     fp.write(b"DICM")
-    meta = deepcopy(ds.file_meta)  # as dcmwrite: write_file_meta_info adds the group length to it
-    write_file_meta_info(fp, meta, enforce_standard=True)
+    _file_meta(fp, _meta_copy(ds.file_meta))
     if "PixelData" in ds:  # as dcmwrite: native pixel data has a length, encapsulated none
         ds["PixelData"].is_undefined_length = syntax.is_compressed
     _Writer(fp).dataset(ds, default_encoding)
     return fp.getvalue()
+
+
+def _file_meta(fp: DicomIO, meta: FileMetaDataset) -> None:
+    """As pydicom's write_file_meta_info (enforce_standard=True), its elements through the
+    writer below: checked, given a group length, written in explicit VR little endian."""
+    validate_file_meta(meta, enforce_standard=True)
+    if "FileMetaInformationGroupLength" not in meta:
+        meta.FileMetaInformationGroupLength = 0  # set below, once the length is known
+    buf = DicomBytesIO()
+    buf.is_little_endian, buf.is_implicit_VR = True, False
+    _Writer(buf).dataset(meta, default_encoding)
+    meta.FileMetaInformationGroupLength = buf.tell() - 12  # after its own 12 bytes
+    buf.seek(0)
+    write_data_element(buf, meta[0x00020000])
+    fp.write(buf.getvalue())
+
+
+def _meta_copy(meta: FileMetaDataset) -> FileMetaDataset:
+    """What dcmwrite's deepcopy gives write_file_meta_info, which adds elements and sets the
+    group length: a dictionary of its own, raw elements left raw (converting one would drop
+    its original padding), the encoding it was read with (else pydicom re-encodes every
+    element), and a group length element of its own."""
+    out = FileMetaDataset()
+    out.__dict__.update(meta.__dict__)
+    out._dict = dict(meta._dict)
+    group_length = out._dict.get(0x00020000)
+    if group_length is not None:
+        out._dict[0x00020000] = copy(group_length)
+    return out
 
 
 def _syntax(ds: Dataset) -> UID | None:
@@ -78,6 +115,13 @@ def _syntax(ds: Dataset) -> UID | None:
     return syntax
 
 
+def _nothing_to_reencode(ds: Dataset) -> bool:
+    """A data set pydicom would re-encode (made here, like the de-identification stamp's
+    items, or read in another encoding) where re-encoding changes nothing: no raw element to
+    decode again, no ambiguous VR to settle, no sequence whose items it would settle."""
+    return not any(e.is_raw or e.VR == "SQ" or e.VR in _AMBIGUOUS_VRS for e in ds._dict.values())
+
+
 class _Writer:
     def __init__(self, fp: DicomIO) -> None:
         self.fp = fp
@@ -95,11 +139,12 @@ class _Writer:
     def dataset(self, ds: Dataset, parent_encoding) -> None:
         """As pydicom's write_dataset, which it hands the data sets it would re-encode."""
         fp = self.fp
-        if (fp.is_implicit_VR, fp.is_little_endian) != ds.original_encoding \
-                or ds.original_character_set != ds._character_set:
+        if ((fp.is_implicit_VR, fp.is_little_endian) != ds.original_encoding
+                or ds.original_character_set != ds._character_set) and not _nothing_to_reencode(ds):
             write_dataset(fp, ds, parent_encoding)
             return
         encoding = ds.get("SpecificCharacterSet", parent_encoding)
+        latin1: bool | None = None  # whether text goes out in the default encoding (asked once)
         get_item = ds.get_item
         for tag in sorted(ds._dict):
             if tag & 0xFFFF == 0 and tag >> 16 > 6:
@@ -108,9 +153,14 @@ class _Writer:
             if elem.is_raw:
                 if not self._raw(tag, elem):
                     write_data_element(fp, elem, encoding)
-            elif elem.VR == "SQ" and not elem.is_buffered:
+                continue
+            vr = elem.VR
+            if vr == "SQ" and not elem.is_buffered:
                 self._sequence(tag, elem, encoding)
-            else:
+                continue
+            if vr in _TEXT_VRS and latin1 is None:
+                latin1 = convert_encodings(encoding or [default_encoding]) == [default_encoding]
+            if not self._text(tag, elem, vr, latin1 or vr not in _TEXT_VRS):
                 write_data_element(fp, elem, encoding)
 
     def _raw(self, tag: int, elem: RawDataElement) -> bool:
@@ -140,6 +190,44 @@ class _Writer:
         write(value)
         if undefined:
             write(self.sequence_end)
+        return True
+
+    def _text(self, tag: int, elem: DataElement, vr: str, default_charset: bool) -> bool:
+        """Writes a changed element whose value is plain text as pydicom's write_string or
+        write_text would; False where pydicom's writer must."""
+        pad = _STRING_PAD.get(vr)
+        if pad is None:
+            if vr not in _TEXT_VRS or not default_charset:
+                return False
+            pad = " "
+        value = elem.value
+        if value is None:
+            text = ""
+        elif isinstance(value, str):
+            text = value
+        elif isinstance(value, (list, tuple, MultiValue)) and all(isinstance(v, str) for v in value):
+            text = "\\".join(value)
+        else:
+            return False  # bytes, numbers, dates as objects: pydicom's own writers
+        try:
+            data = text.encode(default_encoding)
+        except UnicodeEncodeError:
+            return False  # pydicom raises (UI, CS, ...) or replaces and warns (text): its call
+        if len(data) % 2:
+            data += pad.encode()
+        n = len(data)
+        if elem.is_undefined_length:
+            return False
+        if self.implicit:
+            head = self.implicit_head(tag >> 16, tag & 0xFFFF, n)
+        elif vr in _LONG_VRS:  # UT, UC
+            head = self.long_head(tag >> 16, tag & 0xFFFF, vr.encode(), n)
+        elif n > 0xFFFF:
+            return False  # pydicom writes it as UN, with a warning
+        else:
+            head = self.short_head(tag >> 16, tag & 0xFFFF, vr.encode(), n)
+        self.fp.write(head)
+        self.fp.write(data)
         return True
 
     def _sequence(self, tag: int, elem, encoding) -> None:
