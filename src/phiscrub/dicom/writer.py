@@ -165,6 +165,19 @@ class _Writer:
             if not self._text(tag, elem, vr, default_text or vr not in _TEXT_VRS):
                 write_data_element(fp, elem, encoding)
 
+    def _head(self, tag: int, vr: str, n: int, undefined: bool = False) -> bytes | None:
+        """Tag, VR and length as pydicom's write_data_element lays them out; None where it
+        would write the element as UN (a 2-byte-length VR that cannot hold the length)."""
+        length = _UNDEFINED if undefined else n
+        if self.implicit:
+            return self.implicit_head(tag >> 16, tag & 0xFFFF, length)
+        # (a VR goes out as pydicom writes it, in ISO 8859-1: a damaged one stays two bytes)
+        if vr in _LONG_VRS:
+            return self.long_head(tag >> 16, tag & 0xFFFF, vr.encode("latin-1"), length)
+        if undefined or n > 0xFFFF:
+            return None
+        return self.short_head(tag >> 16, tag & 0xFFFF, vr.encode("latin-1"), n)
+
     def _raw(self, tag: int, elem: RawDataElement) -> bool:
         """Writes an unchanged element as read; False where pydicom's writer must (a VR it
         would refuse or change, or encapsulated pixel data, which it checks)."""
@@ -172,21 +185,13 @@ class _Writer:
         if not isinstance(value, bytes):
             return False
         undefined = elem.length == _UNDEFINED
-        n = len(value)
-        if self.implicit:
-            if undefined and tag == _PIXEL_DATA:
-                return False
-            head = self.implicit_head(tag >> 16, tag & 0xFFFF, _UNDEFINED if undefined else n)
-        else:
-            if vr is None or len(vr) != 2 or (undefined and tag == _PIXEL_DATA):
-                return False
-            # (a VR goes out as pydicom writes it, in ISO 8859-1: a damaged one stays two bytes)
-            if vr in _LONG_VRS:
-                head = self.long_head(tag >> 16, tag & 0xFFFF, vr.encode("latin-1"), _UNDEFINED if undefined else n)
-            elif undefined or n > 0xFFFF:
-                return False  # pydicom writes these as UN, with a warning
-            else:
-                head = self.short_head(tag >> 16, tag & 0xFFFF, vr.encode("latin-1"), n)
+        if undefined and tag == _PIXEL_DATA:
+            return False
+        if not self.implicit and (vr is None or len(vr) != 2):
+            return False
+        head = self._head(tag, vr, len(value), undefined)
+        if head is None:
+            return False
         write = self.fp.write
         write(head)
         write(value)
@@ -202,6 +207,8 @@ class _Writer:
             if vr not in _TEXT_VRS or not default_charset:
                 return False
             pad = " "
+        if elem.is_undefined_length:
+            return False
         value = elem.value
         if value is None:
             text = ""
@@ -217,17 +224,9 @@ class _Writer:
             return False  # pydicom raises (UI, CS, ...) or replaces and warns (text): its call
         if len(data) % 2:
             data += pad.encode()
-        n = len(data)
-        if elem.is_undefined_length:
+        head = self._head(tag, vr, len(data))
+        if head is None:
             return False
-        if self.implicit:
-            head = self.implicit_head(tag >> 16, tag & 0xFFFF, n)
-        elif vr in _LONG_VRS:  # UT, UC
-            head = self.long_head(tag >> 16, tag & 0xFFFF, vr.encode(), n)
-        elif n > 0xFFFF:
-            return False  # pydicom writes it as UN, with a warning
-        else:
-            head = self.short_head(tag >> 16, tag & 0xFFFF, vr.encode(), n)
         self.fp.write(head)
         self.fp.write(data)
         return True
@@ -245,11 +244,7 @@ class _Writer:
         finally:
             self.fp = outer
         undefined = elem.is_undefined_length
-        n = _UNDEFINED if undefined else body.tell()
-        if self.implicit:
-            outer.write(self.implicit_head(tag >> 16, tag & 0xFFFF, n))
-        else:
-            outer.write(self.long_head(tag >> 16, tag & 0xFFFF, b"SQ", n))
+        outer.write(self._head(tag, "SQ", body.tell(), undefined))
         outer.write(body.getvalue())
         if undefined:
             outer.write(self.sequence_end)
