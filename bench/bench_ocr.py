@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from phiscrub.dicom.text import PhiTerms
-from phiscrub.ocr.engine import get_engine
-from phiscrub.ocr.phi_match import classify
-from phiscrub.ocr.prepare import detect_text
+from phiscrub.pixels.engines import get_engine
+from phiscrub.pixels.phi_match import classify
+from phiscrub.pixels.views import detect_text
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.ocr._burn
-from tests.ocr._burn import burn, speckle, text_mask  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root, for tests.pixels._burn
+from tests.pixels._burn import burn, speckle, text_mask  # noqa: E402
 
 LINES = {"DAVIDSON^DOUGLAS": (10, 24), "MRN4471923": (10, 48), "03/14/1952": (400, 24), "5.0 MHz": (430, 48),
          "L": (490, 256), "HR 72": (10, 500)}

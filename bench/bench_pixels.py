@@ -274,7 +274,7 @@ class PhiscrubRedactor(Redactor):
         return None
 
     def forget(self) -> None:
-        from phiscrub.ocr.engine import get_engine
+        from phiscrub.pixels.engines import get_engine
 
         engine = get_engine(self.cfg.pixels.engine)
         if hasattr(engine, "forget"):

@@ -65,11 +65,11 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str, terms
     pixel_outcome = None
     if policy.has(Option.CLEAN_PIXEL_DATA):
         # before the header pass: it needs the original names, IDs and device identity
-        from phiscrub.dicom.burned_in import clean_pixels
+        from phiscrub.pixels import clean_pixels
 
         pixel_outcome = clean_pixels(ds, config.pixels)
         if policy.has(Option.CLEAN_GRAPHICS):  # overlays are kept: their bits are pixels too
-            from phiscrub.dicom.burned_in import clean_overlays
+            from phiscrub.pixels import clean_overlays
 
             pixel_outcome.boxes.extend(clean_overlays(ds, config.pixels))
     iod = annex_e.iod_for_sop_class(ds.get("SOPClassUID"))

@@ -25,8 +25,8 @@ KEYS = KeyRing(b"slide-test-key-0123456789")
 
 
 def _ocr_words(path, level: int) -> str:
-    from phiscrub.ocr.engine import get_engine
-    from phiscrub.ocr.prepare import detect_text
+    from phiscrub.pixels.engines import get_engine
+    from phiscrub.pixels.views import detect_text
 
     with openslide.OpenSlide(str(path)) as s:
         img = np.asarray(s.read_region((0, 0), level, s.level_dimensions[level]).convert("RGB"))

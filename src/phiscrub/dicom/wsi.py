@@ -6,7 +6,7 @@ remove drops the instance: :class:`DroppedByPolicy` is raised before anything is
 so the runner records it with that reason and writes no output for it. Why not keep a
 blank instance: a user who asks for the label to be removed expects no label in the
 series, as with a TIFF slide whose label directory is unlinked; blank is there for
-viewers that want one. blank and replace re-encode through dicom.pixels, which keeps the
+viewers that want one. blank and replace re-encode through pixels.codec, which keeps the
 transfer syntax and the lossy-compression history truthful.
 """
 
@@ -71,9 +71,9 @@ def apply_associated(ds: Dataset, config, keys) -> dict | None:
     if action == "remove":
         what = "label" if role == "label" else "overview"
         raise DroppedByPolicy(f"{what} image removed by policy")
-    from phiscrub.dicom import pixels
+    from phiscrub.pixels import codec
 
-    frames, layout = pixels.decode(ds)
+    frames, layout = codec.decode(ds)
     notes = []
     if action == "replace":
         frames = _label_frames(frames, layout, slide_pseudonym(ds, keys))
@@ -83,7 +83,7 @@ def apply_associated(ds: Dataset, config, keys) -> dict | None:
             notes.append("label position unknown: whole overview blanked")
         frames = frames * 0
         burned = "NO"
-    syntax = pixels.encode_into(ds, frames, layout)
+    syntax = codec.encode_into(ds, frames, layout)
     ds.BurnedInAnnotation = burned
     done = {"replace": "replaced", "blank": "blanked", "redact": "blanked"}[action]
     return {"role": role, "action": done, "transfer_syntax": syntax, "notes": notes}

@@ -250,10 +250,10 @@ def _render(data: bytes, boxes: list[dict]) -> tuple[bytes, int, int, int | None
     import numpy as np
     from pydicom import dcmread
 
-    from phiscrub.dicom import pixels
+    from phiscrub.pixels import codec
 
     ds = dcmread(io.BytesIO(data))
-    frames, layout = pixels.decode(ds)
+    frames, layout = codec.decode(ds)
     frame = next((b.get("frame") for b in boxes if b.get("frame") is not None), None)
     img = frames[frame if frame is not None and frame < frames.shape[0] else 0]
     photometric = layout.photometric

@@ -321,15 +321,15 @@ def ocr_leaks(output: Dataset, source: Dataset, config, frames: int = 3) -> int:
     values (names, IDs, dates in their written forms) and the generic patterns, judged by
     the same matcher the pixel stage uses, on a sample of the output's frames. A count,
     never the text."""
-    from phiscrub.dicom import pixels
-    from phiscrub.dicom.burned_in import _sample, _window
-    from phiscrub.ocr.engine import get_engine
-    from phiscrub.ocr.phi_match import classify, terms_from_header
-    from phiscrub.ocr.prepare import detect_text
+    from phiscrub.pixels import codec
+    from phiscrub.pixels.engines import get_engine
+    from phiscrub.pixels.phi_match import classify, terms_from_header
+    from phiscrub.pixels.redact import _sample, _window
+    from phiscrub.pixels.views import detect_text
 
     cfg = config.pixels
     engine = get_engine(cfg.engine)
-    stack, layout = pixels.decode(output)
+    stack, layout = codec.decode(output)
     stack = _sample(stack, frames)
     found = detect_text(stack, layout.photometric, _window(output), engine, ds=output, read=True, variants="auto",
                         project=False)

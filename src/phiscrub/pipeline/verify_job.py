@@ -445,7 +445,7 @@ def _references(ds) -> set[str]:
 
 def would_scan_pixels(src, rec: dict, config) -> bool:
     """Whether an output's pixels are read with OCR: every image the pixel stage scans under
-    clean_pixel_data (burned_in.effective_mode: the modalities, secondary captures and
+    clean_pixel_data (pixels.redact.effective_mode: the modalities, secondary captures and
     screen saves known to carry text, and static rules), when the job cleaned pixels; and
     whatever the job did, an image whose source declares burned-in text, or where the
     pixel stage recorded boxes."""
@@ -458,8 +458,8 @@ def would_scan_pixels(src, rec: dict, config) -> bool:
         return True
     if not config.policy.has(Option.CLEAN_PIXEL_DATA):
         return False
-    from phiscrub.dicom.burned_in import effective_mode
-    from phiscrub.dicom.pixel_rules import matching_boxes
+    from phiscrub.pixels import effective_mode
+    from phiscrub.pixels.rules import matching_boxes
 
     if effective_mode(src, config.pixels) != "none":
         return True

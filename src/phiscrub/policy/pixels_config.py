@@ -29,7 +29,7 @@ class PixelsConfig:
     # "line": the detector's line box, rows shrunk to what stands out from its border
     boxes: str = "ink"
     inpaint: bool = False
-    allow: tuple[str, ...] = ()  # empty: the matcher's built-in list (phiscrub.ocr.phi_match.DEFAULT_ALLOW)
+    allow: tuple[str, ...] = ()  # empty: the matcher's built-in list (phiscrub.pixels.phi_match.DEFAULT_ALLOW)
     patterns: tuple[re.Pattern[str], ...] = ()
     rules: tuple[Path, ...] = ()
     engine: str = "rapidocr"

@@ -92,7 +92,7 @@ _WORD = re.compile(r"[^\W\d_]+(?:[-'][^\W\d_]+)*")
 
 @cache
 def _builtin_vocabulary() -> frozenset[str]:
-    from phiscrub.ocr.phi_match import DEFAULT_ALLOW
+    from phiscrub.pixels.phi_match import DEFAULT_ALLOW
 
     text = resources.files("phiscrub.policy.data").joinpath("wsi/annotation_vocabulary.txt").read_text(encoding="utf-8")
     return frozenset(_words(text)) | {w.lower() for w in DEFAULT_ALLOW}

@@ -61,8 +61,8 @@ class ScanResult:
 
 
 def ocr_detector() -> Detector:
-    from phiscrub.ocr.engine import get_engine
-    from phiscrub.ocr.prepare import detect_text
+    from phiscrub.pixels.engines import get_engine
+    from phiscrub.pixels.views import detect_text
 
     engine = get_engine("rapidocr")
 

@@ -12,8 +12,8 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.pixels import convert_color_space
 
-from phiscrub.ocr.phi_match import DEFAULT_THRESHOLD, classify, terms_from_header
-from phiscrub.ocr.prepare import detect_text
+from phiscrub.pixels.phi_match import DEFAULT_THRESHOLD, classify, terms_from_header
+from phiscrub.pixels.views import detect_text
 
 from ..conftest import TEST_FILES
 from ._burn import burn, speckle, text_mask, touched, truetype_font, uncovered
@@ -176,7 +176,7 @@ def _us_dataset(frames: np.ndarray) -> Dataset:
 
 def _count_reads_over(mask: np.ndarray, monkeypatch) -> list[int]:
     """A list that grows by one each time the real recogniser reads a box over ``mask``."""
-    from phiscrub.ocr.rapid import RapidOcrEngine
+    from phiscrub.pixels.engines.rapid import RapidOcrEngine
 
     reads: list[int] = []
     real_read = RapidOcrEngine.read
@@ -193,9 +193,9 @@ def test_single_frame_recheck_does_not_reread_a_label_beside_a_fill(engine, monk
     """A label just under a patient name: the detector's boxes for the two lines overlap.
     The label is read once. Its pixels are unchanged by the name's fill and it lies on
     another line, so the re-check need not read it again (it used to)."""
-    from phiscrub.dicom.burned_in import clean_pixels
-    from phiscrub.dicom.pixels import decode_frames
-    from phiscrub.ocr.prepare import detect_text
+    from phiscrub.pixels.codec import decode_frames
+    from phiscrub.pixels.redact import clean_pixels
+    from phiscrub.pixels.views import detect_text
     from phiscrub.policy.pixels_config import PixelsConfig
 
     shape = (512, 512)
@@ -222,8 +222,8 @@ def test_cine_through_clean_pixels_rereads_only_what_can_change(engine, monkeypa
     """The whole stage on a clip: name and clock are covered on every frame, a label stays.
     The re-check reads again what lies over moving pixels (a clock, anything over the
     sector), but not a label on the static border that the first pass already read."""
-    from phiscrub.dicom.burned_in import clean_pixels
-    from phiscrub.dicom.pixels import decode_frames
+    from phiscrub.pixels.codec import decode_frames
+    from phiscrub.pixels.redact import clean_pixels
     from phiscrub.policy.pixels_config import PixelsConfig
 
     n, shape = 10, (512, 512)

@@ -10,7 +10,7 @@ import sys
 SCRIPT = """
 import multiprocessing as mp
 import numpy as np
-from phiscrub.ocr.engine import get_engine
+from phiscrub.pixels.engines import get_engine
 
 img = np.zeros((64, 256), np.uint8)
 parent = get_engine()

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from phiscrub.dicom.boxes import Box, TextBox
+from phiscrub.pixels.boxes import Box, TextBox
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 

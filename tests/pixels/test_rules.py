@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from pydicom.dataset import Dataset
 
-from phiscrub.dicom.pixel_rules import builtin_rules, matching_boxes, parse_rules
 from phiscrub.errors import ConfigError
+from phiscrub.pixels.rules import builtin_rules, matching_boxes, parse_rules
 
 
 def test_builtin_library_loads() -> None:

@@ -9,6 +9,6 @@ import pytest
 def engine():
     pytest.importorskip("rapidocr")
     pytest.importorskip("onnxruntime")
-    from phiscrub.ocr.engine import get_engine
+    from phiscrub.pixels.engines import get_engine
 
     return get_engine("rapidocr")

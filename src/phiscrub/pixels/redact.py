@@ -13,10 +13,10 @@ from functools import cache
 
 from pydicom.dataset import Dataset
 
-from phiscrub.dicom.boxes import Box
-from phiscrub.dicom.ink import brightness, ink_outside, rough_ends, shrink_to_contrast, tighten
-from phiscrub.dicom.pixel_rules import matching_boxes
 from phiscrub.errors import VerificationFailed
+from phiscrub.pixels.boxes import Box
+from phiscrub.pixels.ink import brightness, ink_outside, rough_ends, shrink_to_contrast, tighten
+from phiscrub.pixels.rules import matching_boxes
 from phiscrub.policy.pixels_config import PixelsConfig
 
 SECONDARY_CAPTURE_ROOT = "1.2.840.10008.5.1.4.1.1.7"
@@ -43,7 +43,7 @@ class PixelOutcome:
 
 def pixel_terms(ds: Dataset):
     """The original header's identifying values, in every form burned-in text takes."""
-    from phiscrub.ocr.phi_match import terms_from_header
+    from phiscrub.pixels.phi_match import terms_from_header
 
     return terms_from_header(ds)
 
@@ -74,13 +74,13 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
 
     import numpy as np
 
-    from phiscrub.dicom import pixels
-    from phiscrub.ocr.engine import get_engine
-    from phiscrub.ocr.phi_match import classify, known_values, widened
-    from phiscrub.ocr.prepare import detect_text, read_boxes
+    from phiscrub.pixels import codec
+    from phiscrub.pixels.engines import get_engine
+    from phiscrub.pixels.phi_match import classify, known_values, widened
+    from phiscrub.pixels.views import detect_text, read_boxes
 
     # a JPEG's own markers can change the colour space: trust the decoded layout
-    frames, layout = pixels.decode(ds)
+    frames, layout = codec.decode(ds)
     n_frames = frames.shape[0]
     rows, cols = int(ds.Rows), int(ds.Columns)
     photometric = layout.photometric
@@ -202,7 +202,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         shrink = tighten if cfg.boxes == "ink" else shrink_to_contrast
         boxes += [shrink(bright, b) for b in find(frames)[1]]
     padded = [b.padded(cfg.padding, rows, cols) for b in boxes]
-    redacted = _redact(pixels, frames, padded, cfg, photometric)
+    redacted = _redact(codec, frames, padded, cfg, photometric)
     if engine is not None:
         # Re-check a sample of redacted frames: clocks and counters change frame to frame,
         # so what the projections missed shows up here; add it and look again.
@@ -212,10 +212,10 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
                 break
             padded += [shrink(bright, Box(b.x, b.y, b.w, b.h, None, b.reason)).padded(cfg.padding, rows, cols)
                        for b in left]
-            redacted = _redact(pixels, frames, padded, cfg, photometric)
+            redacted = _redact(codec, frames, padded, cfg, photometric)
         else:
             raise VerificationFailed("identifying text still found in the pixels after redaction")
-    syntax = pixels.encode_into(ds, redacted, layout)
+    syntax = codec.encode_into(ds, redacted, layout)
     ds.BurnedInAnnotation = "NO"
     return PixelOutcome(True, mode, padded, n_frames, syntax)
 
@@ -230,9 +230,9 @@ def clean_overlays(ds: Dataset, cfg: PixelsConfig) -> list[Box]:
     import numpy as np
     from pydicom.pixels import pack_bits
 
-    from phiscrub.ocr.engine import get_engine
-    from phiscrub.ocr.phi_match import classify
-    from phiscrub.ocr.prepare import detect_text
+    from phiscrub.pixels.engines import get_engine
+    from phiscrub.pixels.phi_match import classify
+    from phiscrub.pixels.views import detect_text
 
     mode = cfg.text_redaction if cfg.text_redaction in ("all", "sensitive") else "sensitive"
     engine = get_engine(cfg.engine)
@@ -259,10 +259,10 @@ def clean_overlays(ds: Dataset, cfg: PixelsConfig) -> list[Box]:
     return cleared
 
 
-def _redact(pixels, frames, boxes: list[Box], cfg: PixelsConfig, photometric: str):
+def _redact(codec, frames, boxes: list[Box], cfg: PixelsConfig, photometric: str):
     if cfg.inpaint:
         return _inpaint(frames, boxes)
-    return pixels.redact(frames, boxes, cfg.fill, photometric=photometric)
+    return codec.redact(frames, boxes, cfg.fill, photometric=photometric)
 
 
 def _inpaint(frames, boxes: list[Box]):
@@ -345,7 +345,7 @@ def _reads_as_text(t) -> bool:
 def _judged(t, judged: list[Box]) -> bool:
     """Whether text box ``t`` (or strip) is one the matcher judged sensitive: a judged box
     keeps its text's rows, and only its columns may have grown (a value it stopped short
-    of, see phiscrub.ocr.truncated)."""
+    of, see phiscrub.pixels.truncated)."""
     return any(j.y == t.y and j.h == t.h and _overlap(j, t) for j in judged)
 
 

@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from phiscrub.dicom.boxes import Box
+from phiscrub.pixels.boxes import Box
 
 INK_SHARE = 0.35  # a pixel is ink when its stroke response is this share of the box's strongest
 WEAK_SHARE = 0.15  # ... and may extend a line sideways from this share (faint text over anatomy)
@@ -163,7 +163,7 @@ def rough_ends(bright: Bright, b: Box, covered: np.ndarray | None = None) -> boo
     Why: faint text running onto anatomy is where the detector stops short of a line's
     last (or first) letters; over flat background it does not. 'all' mode reads only the
     lines this says True for, to learn from their text whether they stop inside a value
-    (:mod:`phiscrub.ocr.truncated`). ``covered``: (rows, cols) True where other boxes
+    (:mod:`phiscrub.pixels.truncated`). ``covered``: (rows, cols) True where other boxes
     will be blanked anyway; their text beside the line is not what is looked for."""
     return end_share(bright, b, covered) >= ROUGH_SHARE
 

@@ -21,9 +21,9 @@ from pydicom.dataset import Dataset, FileDataset
 from pydicom.encaps import encapsulate, generate_fragmented_frames
 from pydicom.pixels import compress
 
-from phiscrub.dicom import pixels as P
-from phiscrub.dicom.boxes import Box
 from phiscrub.errors import UnsupportedInput
+from phiscrub.pixels import codec as P
+from phiscrub.pixels.boxes import Box
 
 from ..conftest import TEST_FILES
 

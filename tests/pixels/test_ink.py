@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from phiscrub.dicom import pixels as P
-from phiscrub.dicom.boxes import Box
-from phiscrub.dicom.ink import ROUGH_SHARE, background, brightness, end_share, ink_outside, rough_ends, shrink_to_contrast, tighten
+from phiscrub.pixels import codec as P
+from phiscrub.pixels.boxes import Box
+from phiscrub.pixels.ink import ROUGH_SHARE, background, brightness, end_share, ink_outside, rough_ends, shrink_to_contrast, tighten
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -102,7 +102,7 @@ def test_recheck_sees_text_beside_a_fill_but_not_the_fill_itself() -> None:
 
 
 def test_single_frame_recheck_bands_hold_each_box_and_a_line_around_it() -> None:
-    from phiscrub.dicom.burned_in import BAND_SHARE, _bands
+    from phiscrub.pixels.redact import BAND_SHARE, _bands
 
     top, bottom = Box(10, 8, 120, 14, None, "phi-name"), Box(300, 480, 150, 20, None, "phi-id")
     bands = _bands([top, bottom], 512)
@@ -116,8 +116,8 @@ def test_single_frame_recheck_bands_hold_each_box_and_a_line_around_it() -> None
 
 
 def test_recheck_remnants_are_line_sized_and_text_reads_as_text() -> None:
-    from phiscrub.dicom.boxes import TextBox
-    from phiscrub.dicom.burned_in import _reads_as_text, _same_line
+    from phiscrub.pixels.boxes import TextBox
+    from phiscrub.pixels.redact import _reads_as_text, _same_line
 
     line = Box(10, 100, 150, 20, None, "phi-name")
     assert _same_line(Box(150, 101, 60, 19, None, ""), line)  # the end of the line the fill missed
@@ -156,7 +156,7 @@ def test_remnants_continue_a_redacted_line_not_an_earlier_remnant() -> None:
     """Over colour Doppler the detector stacks boxes 15 rows apart: each touches the one
     below. Only the first counts as what the name's fill left; the next one up is judged
     by reading, or the fill climbs the stack a round at a time."""
-    from phiscrub.dicom.burned_in import REMNANT, _remnants
+    from phiscrub.pixels.redact import REMNANT, _remnants
 
     name = Box(47, 241, 367, 36, None, "phi-name")
     first, second = Box(47, 228, 367, 36), Box(47, 213, 367, 36)
@@ -170,7 +170,7 @@ def test_remnants_continue_a_redacted_line_not_an_earlier_remnant() -> None:
 def test_commonest_value_is_numpys_row_mode_for_every_sample_type() -> None:
     """The packed-key count gives what np.unique(axis=0) gives (the commonest row, the
     lowest of equally common ones), for grey and colour, signed and unsigned."""
-    from phiscrub.dicom.ink import _commonest
+    from phiscrub.pixels.ink import _commonest
 
     rng = np.random.default_rng(4)
     for dtype in (np.uint8, np.uint16, np.int16, np.int32):
@@ -207,8 +207,8 @@ def test_ink_box_keeps_the_half_of_a_line_that_crosses_onto_speckle() -> None:
 def test_a_widened_sensitive_box_is_still_known_as_sensitive() -> None:
     """The re-check skips reading text the first pass kept; a box judged sensitive must not
     count as kept because value completion widened it."""
-    from phiscrub.dicom.boxes import TextBox
-    from phiscrub.dicom.burned_in import _judged
+    from phiscrub.pixels.boxes import TextBox
+    from phiscrub.pixels.redact import _judged
 
     found = TextBox(113, 61, 250, 28, "Northgate Regional Medica", 0.99)
     widened = Box(113, 61, 300, 28, None, "phi-name")

@@ -10,9 +10,9 @@ import pydicom
 import pytest
 from pydicom.pixels import convert_color_space
 
-from phiscrub.dicom.boxes import TextBox
-from phiscrub.ocr.engine import Rect
-from phiscrub.ocr.prepare import (
+from phiscrub.pixels.boxes import TextBox
+from phiscrub.pixels.engines import Rect
+from phiscrub.pixels.views import (
     OVERLAP,
     TILE,
     detect_text,
@@ -229,7 +229,7 @@ class LowScoreBlocks(TwoStageBlocks):
 
 
 def test_a_box_read_badly_is_read_at_most_max_reads_times() -> None:
-    from phiscrub.ocr.prepare import MAX_READS
+    from phiscrub.pixels.views import MAX_READS
 
     frames = np.random.default_rng(1).integers(0, 100, (9, 400, 400), dtype=np.uint8)  # every view differs
     frames[:, 40:52, 20:200] = 255
@@ -262,7 +262,7 @@ def test_rows_limit_detection_to_bands() -> None:
 
 
 def test_a_box_taller_than_a_line_is_read_as_strips_each_kept_with_its_reading() -> None:
-    from phiscrub.ocr.prepare import TALL, View, _read_groups
+    from phiscrub.pixels.views import TALL, View, _read_groups
 
     img = np.zeros((200, 300), np.uint8)
     eng = TwoStageBlocks()

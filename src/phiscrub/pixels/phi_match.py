@@ -21,9 +21,9 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from phiscrub.dicom.boxes import Box, TextBox
 from phiscrub.dicom.text import GENERIC, MONTHS, PhiTerms, date_variants
-from phiscrub.ocr.truncated import KnownValues, missing_ends
+from phiscrub.pixels.boxes import Box, TextBox
+from phiscrub.pixels.truncated import KnownValues, missing_ends
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
@@ -188,14 +188,14 @@ def classify(
 
 
 def known_values(terms: PhiTerms | None) -> KnownValues:
-    """The values a reading may stop short of (see :mod:`phiscrub.ocr.truncated`), prepared
+    """The values a reading may stop short of (see :mod:`phiscrub.pixels.truncated`), prepared
     once for every line of the instance."""
     return KnownValues((terms.literals | terms.words) if terms is not None else ())
 
 
 def widened(t: TextBox, reason: str, values: Iterable[str] | KnownValues) -> Box:
     """The box to blank for text ``t`` matched as ``reason``: wider by the characters of a
-    value it stops short of (see :mod:`phiscrub.ocr.truncated`), at the width per
+    value it stops short of (see :mod:`phiscrub.pixels.truncated`), at the width per
     character of its own reading."""
     before, after = missing_ends(t.text, values)
     if not (before or after):

@@ -18,7 +18,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from phiscrub.dicom.boxes import TextBox
+from phiscrub.pixels.boxes import TextBox
 
 # A rectangle in image pixels without text: (x, y, w, h).
 Rect = tuple[int, int, int, int]
@@ -44,7 +44,7 @@ class TwoStageEngine(TextEngine, Protocol):
 
     Optional. Detection on several views of the same pixels (projections, tiles, contrast
     variants) finds the same line many times; an engine with separate stages lets
-    :func:`phiscrub.ocr.prepare.detect_text` merge the rectangles first and read each one
+    :func:`phiscrub.pixels.views.detect_text` merge the rectangles first and read each one
     once, which is where most of the time goes.
     """
 
@@ -77,7 +77,7 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 # Engines shipped with phiscrub: name -> module that registers it on import. Imported only
 # when asked for, so choosing one engine never loads another's heavy dependencies.
-_BUILTIN = {"rapidocr": "phiscrub.ocr.rapid"}
+_BUILTIN = {"rapidocr": "phiscrub.pixels.engines.rapid"}
 
 
 class EngineUnavailable(RuntimeError):

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from pydicom import dcmread
 
-from .conftest import TEST_FILES
+from tests.conftest import TEST_FILES
 
 deid_data = pytest.importorskip("deid_data")
 US = Path(os.path.dirname(deid_data.__file__)) / "data" / "ultrasounds"
 
 
 def _ocr_text(ds) -> str:
-    from phiscrub.dicom.pixels import decode_frames, decoded_layout
-    from phiscrub.ocr.engine import get_engine
-    from phiscrub.ocr.prepare import detect_text
+    from phiscrub.pixels.codec import decode_frames, decoded_layout
+    from phiscrub.pixels.engines import get_engine
+    from phiscrub.pixels.views import detect_text
 
     frames = decode_frames(ds)
     boxes = detect_text(frames, decoded_layout(ds).photometric, None, get_engine("rapidocr"))
@@ -59,7 +59,7 @@ def test_ultrasound_burned_in_patient_text_is_gone(cli, tmp_path: Path, name: st
     # medical annotations survive in sensitive mode
     assert any(k in after for k in ("MHZ", "CM", "TIS", "MI"))
     # every pixel outside the recorded boxes is bit-identical
-    from phiscrub.dicom.pixels import decode_frames
+    from phiscrub.pixels.codec import decode_frames
 
     a, b = decode_frames(source), decode_frames(out)
     mask = np.ones(a.shape[1:3], dtype=bool)
@@ -86,9 +86,9 @@ def test_modalities_without_burned_in_text_are_left_alone(cli, tmp_path: Path) -
 
 def test_failed_recheck_quarantines(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """If the re-check keeps finding identifying text, the file is not released."""
-    from phiscrub.dicom import burned_in
-    from phiscrub.dicom.boxes import Box
-    from phiscrub.ocr import phi_match
+    from phiscrub.pixels import redact as burned_in
+    from phiscrub.pixels import phi_match
+    from phiscrub.pixels.boxes import Box
 
     real = phi_match.classify
     # failure injection: the re-check always sees one identifying region it cannot cover
@@ -122,8 +122,8 @@ def test_kept_overlay_text_is_cleared(cli, tmp_path: Path) -> None:
 
 
 def _ocr_overlay(ds) -> str:
-    from phiscrub.ocr.engine import get_engine
-    from phiscrub.ocr.prepare import detect_text
+    from phiscrub.pixels.engines import get_engine
+    from phiscrub.pixels.views import detect_text
 
     img = (ds.overlay_array(0x6000) * 255).astype(np.uint8)
     return " ".join(b.text for b in detect_text(img[None], "MONOCHROME2", None, get_engine("rapidocr"))).upper()
@@ -132,8 +132,8 @@ def _ocr_overlay(ds) -> str:
 def test_recheck_rereads_what_is_left_of_a_sensitive_line(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Simulate a redaction that covers only half of each line: the re-check must read the
     rest again (not excuse it as text it saw before) and then cover it, or quarantine."""
-    from phiscrub.dicom import burned_in
-    from phiscrub.dicom.boxes import Box
+    from phiscrub.pixels import redact as burned_in
+    from phiscrub.pixels.boxes import Box
 
     monkeypatch.setattr(burned_in, "shrink_to_contrast", lambda bright, b: Box(b.x, b.y, max(1, b.w // 2), b.h, b.frame, b.reason))
     res, outs = _run(cli, tmp_path, US / "GREYSCALE_IMAGE.dcm")

@@ -51,8 +51,8 @@ from pydicom.pixels.utils import pack_bits
 from pydicom.valuerep import VR
 
 from phiscrub.dicom import quiet  # noqa: F401  (pydicom's warnings quote element values; this silences them)
-from phiscrub.dicom.boxes import Box
 from phiscrub.errors import UnsupportedInput
+from phiscrub.pixels.boxes import Box
 
 MAX_DECODED_BYTES = 2 * 1024**3  # a decoded image larger than this is not plausible here
 
@@ -297,9 +297,9 @@ def redact(frames: np.ndarray, boxes: Iterable[Box], fill: int | str = 0, *, pho
 
 def _redact_background(frames: np.ndarray, boxes: list[Box]) -> np.ndarray:
     """Each box filled, frame by frame, with the value behind it (see
-    :func:`phiscrub.dicom.ink.background`), taken from the unredacted frames so the
+    :func:`phiscrub.pixels.ink.background`), taken from the unredacted frames so the
     result does not depend on the order boxes are listed in beyond overlaps."""
-    from phiscrub.dicom.ink import background
+    from phiscrub.pixels.ink import background
 
     out = frames.copy()
     nframes, rows, cols = frames.shape[:3]

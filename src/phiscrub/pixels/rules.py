@@ -16,8 +16,8 @@ from pydicom.datadict import tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from phiscrub.dicom.boxes import Box
 from phiscrub.errors import ConfigError
+from phiscrub.pixels.boxes import Box
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from phiscrub.dicom.boxes import TextBox
-from phiscrub.ocr.engine import Rect, register_engine
+from phiscrub.pixels.boxes import TextBox
+from phiscrub.pixels.engines import Rect, register_engine
 
 DET_MODEL = "PP-OCRv6_det_small.onnx"
 REC_MODEL = "PP-OCRv6_rec_small.onnx"
@@ -53,7 +53,7 @@ class RapidSettings:
 
     threads: int = field(default_factory=_default_threads)
     # Detection never shrinks an input up to this side; callers tile anything larger (at
-    # 1024, prepare.TILE), and the anchor strip and padding add up to 63 rows and 31 columns.
+    # 1024, views.TILE), and the anchor strip and padding add up to 63 rows and 31 columns.
     det_limit_side_len: int = 1088
     # 0.3 rather than rapidocr's 0.5: lone letters (L, R) score 0.35-0.45 and were dropped.
     det_box_thresh: float = 0.3
@@ -93,7 +93,7 @@ def bundled_models(with_cls: bool = False) -> dict[str, Path]:
 
 
 class RapidOcrEngine:
-    """A :class:`~phiscrub.ocr.engine.TwoStageEngine` over one RapidOCR instance.
+    """A :class:`~phiscrub.pixels.engines.TwoStageEngine` over one RapidOCR instance.
 
     RapidOCR keeps per-call flags as instance state, so calls are serialised with a lock;
     run one engine per worker process for parallelism.
@@ -138,7 +138,7 @@ class RapidOcrEngine:
     def detect(self, image: np.ndarray) -> list[TextBox]:
         """Find and read every line in one image (single view, no tiling: an image larger
         than ``det_limit_side_len`` is shrunk by the detector, so prefer
-        :func:`phiscrub.ocr.prepare.detect_text`, which tiles)."""
+        :func:`phiscrub.pixels.views.detect_text`, which tiles)."""
         bgr = _bgr(image)
         h, w = bgr.shape[:2]
         with self._lock:

@@ -7,9 +7,9 @@ import socket
 import numpy as np
 import pytest
 
-from phiscrub.dicom.boxes import TextBox
-from phiscrub.ocr import engine as registry
-from phiscrub.ocr.engine import EngineUnavailable, TextEngine, TwoStageEngine, get_engine, register_engine
+from phiscrub.pixels import engines as registry
+from phiscrub.pixels.boxes import TextBox
+from phiscrub.pixels.engines import EngineUnavailable, TextEngine, TwoStageEngine, get_engine, register_engine
 
 from ._burn import burn, text_mask, uncovered
 
@@ -53,7 +53,7 @@ def test_rapidocr_is_two_stage_and_cached(engine) -> None:
 
 def test_models_come_from_the_wheel() -> None:
     pytest.importorskip("rapidocr")
-    from phiscrub.ocr.rapid import bundled_models, model_dir
+    from phiscrub.pixels.engines.rapid import bundled_models, model_dir
 
     paths = bundled_models()
     assert all(p.is_file() and p.parent == model_dir() for p in paths.values())
@@ -74,7 +74,7 @@ def test_ocr_works_with_the_network_blocked(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    from phiscrub.ocr.rapid import RapidOcrEngine
+    from phiscrub.pixels.engines.rapid import RapidOcrEngine
 
     fresh = RapidOcrEngine()
     img = np.zeros((160, 400), dtype=np.uint8)
@@ -101,7 +101,7 @@ def test_a_crop_read_before_is_not_read_again_and_reads_the_same() -> None:
     """The engine remembers what it read by the crop's pixels: a label at the same place
     in the next image of a series costs nothing, and gives the reading a fresh engine gives."""
     pytest.importorskip("rapidocr")
-    from phiscrub.ocr.rapid import RapidOcrEngine, RapidSettings
+    from phiscrub.pixels.engines.rapid import RapidOcrEngine, RapidSettings
 
     img = np.zeros((120, 400), np.uint8)
     for text, org in (("DAVIDSON DOUGLAS", (10, 30)), ("5.0 MHz", (10, 70)), ("L", (300, 100))):
@@ -133,7 +133,7 @@ def test_a_crop_read_before_is_not_read_again_and_reads_the_same() -> None:
 def test_detector_input_is_padded_to_multiples_of_32_not_resized(engine) -> None:
     """The detector resizes its input to multiples of 32; handed one, it sees the pixels
     as they are (a 512-row image over the anchor strip used to be squashed to 544 rows)."""
-    from phiscrub.ocr.rapid import ANCHOR_ROWS
+    from phiscrub.pixels.engines.rapid import ANCHOR_ROWS
 
     for h, w in ((512, 512), (100, 200), (1024, 1000), (33, 31)):
         img = np.random.default_rng(h).integers(0, 255, (h, w, 3), dtype=np.uint8)
@@ -146,7 +146,7 @@ def test_detector_input_is_padded_to_multiples_of_32_not_resized(engine) -> None
 
 
 def test_read_memory_size_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from phiscrub.ocr.rapid import RapidSettings
+    from phiscrub.pixels.engines.rapid import RapidSettings
 
     monkeypatch.setenv("PHISCRUB_OCR_READ_CACHE", "0")
     assert RapidSettings().read_cache == 0

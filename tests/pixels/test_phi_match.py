@@ -8,9 +8,9 @@ import re
 import pytest
 from pydicom.dataset import Dataset
 
-from phiscrub.dicom.boxes import TextBox
 from phiscrub.dicom.text import PhiTerms
-from phiscrub.ocr.phi_match import DEFAULT_THRESHOLD, PhiMatcher, classify, terms_from_header
+from phiscrub.pixels.boxes import TextBox
+from phiscrub.pixels.phi_match import DEFAULT_THRESHOLD, PhiMatcher, classify, terms_from_header
 
 
 def _header() -> Dataset:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from phiscrub.dicom.boxes import TextBox
 from phiscrub.dicom.text import PhiTerms
-from phiscrub.ocr.phi_match import DEFAULT_THRESHOLD, classify
-from phiscrub.ocr.truncated import missing_ends
+from phiscrub.pixels.boxes import TextBox
+from phiscrub.pixels.phi_match import DEFAULT_THRESHOLD, classify
+from phiscrub.pixels.truncated import missing_ends
 
 
 def test_the_characters_a_reading_stops_short_of() -> None:

@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from phiscrub.dicom.boxes import TextBox
-from phiscrub.ocr.engine import Rect, TextEngine, TwoStageEngine
+from phiscrub.pixels.boxes import TextBox
+from phiscrub.pixels.engines import Rect, TextEngine, TwoStageEngine
 
 if TYPE_CHECKING:
     from pydicom.dataset import Dataset
