@@ -124,7 +124,9 @@ def test_header_only_keeps_pixels_and_syntax(cli, tmp_path: Path, name: str) -> 
         a.save_as(src / name)
     else:
         (src / name).write_bytes((TEST_FILES / name).read_bytes())
-    res = cli("deidentify", src, tmp_path / "out", "-q")
+    header_only = tmp_path / "header-only.yaml"  # the default config also scans pixels for text
+    header_only.write_text("options: [retain_longitudinal_modified_dates]\n")
+    res = cli("deidentify", src, tmp_path / "out", "-q", "-c", header_only)
     assert res.exit_code == 0, res.output
     (out,) = list((tmp_path / "out").rglob("*.dcm"))
     b = dcmread(out)

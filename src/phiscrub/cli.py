@@ -67,6 +67,7 @@ def deidentify(
 ) -> None:
     """De-identify SRC into DST: DST/<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm."""
     from phiscrub.pipeline.audit import AuditLog, item_record
+    from phiscrub.pipeline.phi_categories import pixel_fate
     from phiscrub.pipeline.runner import Job, default_workers, run
     from phiscrub.pipeline.storage import scheme_of
 
@@ -81,6 +82,8 @@ def deidentify(
     except GuardError as e:
         raise _usage(str(e)) from None
     cfg = _load(config)
+    for note in cfg.notes:  # about the policy, never about a file: no value to leak
+        err.print(f"[yellow]note:[/yellow] {note}")
     if generate_key is not None:
         try:
             key_file = generate_key_file(generate_key)
@@ -133,6 +136,7 @@ def deidentify(
                  items=len(items), skipped=skipped, source=keys.hash_hex("src:" + src_uri))
     audit.append("prepass", **plan.stats)  # counts only: the index's values never leave memory
     counts: Counter[str] = Counter()
+    pixel_counts: Counter[str] = Counter()  # what clean_pixel_data did per image: scanned or left alone
     progress = Progress(TextColumn("[bold]de-identifying"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[bad]} failed"), TimeRemainingColumn(),
                         console=err, disable=quiet or not err.is_terminal, transient=False)
@@ -142,6 +146,7 @@ def deidentify(
 
         def on_result(r) -> None:
             counts[r.status] += 1
+            pixel_counts[pixel_fate(r.manifest if r.status == "done" else None)] += 1
             if r.status == "excluded":  # another study: neither state nor audit, only counted
                 progress.update(task, advance=1)
                 return
@@ -167,10 +172,12 @@ def deidentify(
         audit.append("broker-map", pairs_added=broker.added)
     elapsed = time.perf_counter() - started
     audit.append("run-end", done=counts["done"], dropped=counts["dropped"], failed=counts["failed"], skipped=skipped,
-                 quarantined=counts["quarantined"], duplicates=counts["duplicate"], seconds=round(elapsed, 3))
+                 quarantined=counts["quarantined"], duplicates=counts["duplicate"], seconds=round(elapsed, 3),
+                 pixels_scanned=pixel_counts["scanned"], pixels_left_alone=pixel_counts["left alone"])
     audit.close()
     summary = {"done": counts["done"], "dropped": counts["dropped"], "duplicates": counts["duplicate"], "skipped": skipped,
-               "failed": counts["failed"], "quarantined": counts["quarantined"], "seconds": round(elapsed, 3)}
+               "failed": counts["failed"], "quarantined": counts["quarantined"], "seconds": round(elapsed, 3),
+               "pixels_scanned": pixel_counts["scanned"], "pixels_left_alone": pixel_counts["left alone"]}
     (sdir / "last-run.json").write_text(json.dumps(summary, indent=1) + "\n")
     excluded += counts["excluded"]
     if wanted is not None:
@@ -181,6 +188,9 @@ def deidentify(
         dropped += f", {counts['duplicate']} duplicate(s)"
     err.print(f"{counts['done']} done{dropped}, {counts['quarantined']} quarantined, {counts['failed']} failed"
               f" in {elapsed:.1f}s ({rate:.0f} files/s); audit: {sdir / 'audit.jsonl'}")
+    if pixel_counts["scanned"] or pixel_counts["left alone"]:
+        err.print(f"burned-in text: {pixel_counts['scanned']} image(s) scanned, {pixel_counts['left alone']} left alone"
+                  " (pixels.text_redaction 'auto' found no sign of burned-in text in their header)")
     if counts["failed"] or counts["quarantined"]:
         raise typer.Exit(1)
 

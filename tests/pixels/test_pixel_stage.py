@@ -86,8 +86,8 @@ def test_modalities_without_burned_in_text_are_left_alone(cli, tmp_path: Path) -
 
 def test_failed_recheck_quarantines(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """If the re-check keeps finding identifying text, the file is not released."""
-    from phiscrub.pixels import redact as burned_in
     from phiscrub.pixels import phi_match
+    from phiscrub.pixels import redact as burned_in
     from phiscrub.pixels.boxes import Box
 
     real = phi_match.classify

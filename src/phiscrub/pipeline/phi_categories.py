@@ -96,3 +96,16 @@ def pixel_boxes(manifest: dict | None) -> list[dict]:
     boxes = list((manifest.get("pixels") or {}).get("boxes") or [])
     boxes += list(manifest.get("tile_redactions") or [])
     return boxes
+
+
+def pixel_fate(manifest: dict | None) -> str:
+    """What clean_pixel_data did with one released image: 'scanned' when the pixel stage looked
+    for text (or a static rule blanked a region), 'left alone' when 'auto' judged it free of
+    burned-in text, '' when there was nothing to judge (no pixels, option off)."""
+    pixels = (manifest or {}).get("pixels") if isinstance(manifest, dict) else None
+    if not isinstance(pixels, dict):
+        return ""
+    mode = pixels.get("mode")
+    if mode in ("sensitive", "all") or pixels.get("boxes"):
+        return "scanned"
+    return "left alone" if mode == "none" else ""

@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 from phiscrub.pipeline.audit import check_log, read_records
+from phiscrub.pipeline.phi_categories import pixel_fate
 from phiscrub.pipeline.trees import LocalTree, Tree
 
 STATE = ".phiscrub"
@@ -79,6 +80,7 @@ def build_report(dst: Path | Tree, *, state: Path | None = None, max_thumbnails:
     for k in ("done", "quarantined", "failed", "dropped", "duplicate"):  # duplicate: an identical copy, no output of its own
         parts.append(f"<div class='card {k}'><b>{totals.get(k, 0)}</b>{k}</div>")
     parts.append("</div>")
+    parts += _pixel_cards(items)
     parts += _throughput(records)
     phi = Counter()
     for r in items.values():
@@ -93,6 +95,19 @@ def build_report(dst: Path | Tree, *, state: Path | None = None, max_thumbnails:
     parts.append("<p class=sub>Items are named by keyed hashes of their source URIs; outputs by their pseudonymous"
                  " paths. This page holds no identifying value and fetches nothing.</p></body></html>")
     return "\n".join(parts)
+
+
+def _pixel_cards(items: dict) -> list[str]:
+    """How many released images the burned-in text stage scanned and how many 'auto' left
+    alone: a reader must see at a glance whether pixels were looked at at all."""
+    fates = Counter(pixel_fate(r.get("manifest")) for r in items.values() if r.get("status") == "done")
+    scanned, alone = fates.get("scanned", 0), fates.get("left alone", 0)
+    if not scanned and not alone:
+        return ["<h2>Burned-in text</h2><p class=sub>no image was judged: clean_pixel_data was off, or no output has"
+                " pixel data</p>"]
+    return ["<h2>Burned-in text</h2><div class=cards>",
+            f"<div class=card><b>{scanned}</b>images scanned for text</div>",
+            f"<div class=card><b>{alone}</b>left alone ('auto': no sign of burned-in text)</div></div>"]
 
 
 def _versions(records: list[dict]) -> str:

@@ -445,8 +445,8 @@ def _references(ds) -> set[str]:
 
 def would_scan_pixels(src, rec: dict, config) -> bool:
     """Whether an output's pixels are read with OCR: every image the pixel stage scans under
-    clean_pixel_data (pixels.redact.effective_mode: the modalities, secondary captures and
-    screen saves known to carry text, and static rules), when the job cleaned pixels; and
+    clean_pixel_data (pixels.redact.effective_mode: the modalities, secondary captures, screen
+    saves, localizers and derived images known to carry text, and static rules), when the job cleaned pixels; and
     whatever the job did, an image whose source declares burned-in text, or where the
     pixel stage recorded boxes."""
     if "PixelData" not in src:

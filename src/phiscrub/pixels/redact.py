@@ -58,10 +58,27 @@ def effective_mode(ds: Dataset, cfg: PixelsConfig) -> str:
         return "sensitive"
     if str(ds.get("SOPClassUID", "")).startswith(SECONDARY_CAPTURE_ROOT):
         return "sensitive"
-    image_type = " ".join(str(v) for v in (ds.get("ImageType") or []))
-    if "SCREEN" in image_type.upper():  # screen saves and screen captures
+    image_type = _image_type(ds)
+    if image_type & TEXT_IMAGE_TYPES or any("SCREEN" in w for w in image_type):
         return "sensitive"
     return "none"
+
+
+# ImageType values of images that carry burned-in text outside the modality list, besides
+# screen saves and captures (any value naming SCREEN): localizers (scouts), whose CT, MR and PT scanners print the patient's
+# name and date of birth on them (a CT localizer in a public test set does); and derived or
+# secondary images (reformats, key images, annotated exports), made after acquisition by
+# software that may burn in what it shows.
+TEXT_IMAGE_TYPES = frozenset({"LOCALIZER", "DERIVED", "SECONDARY"})
+
+
+def _image_type(ds: Dataset) -> frozenset[str]:
+    raw = ds.get("ImageType") or []
+    values = [raw] if isinstance(raw, str) else list(raw)
+    words: set[str] = set()
+    for v in values:
+        words.update(w for w in str(v).upper().replace("\\", " ").split() if w)
+    return frozenset(words)
 
 
 def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
@@ -215,7 +232,10 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
             redacted = _redact(codec, frames, padded, cfg, photometric)
         else:
             raise VerificationFailed("identifying text still found in the pixels after redaction")
-    syntax = codec.encode_into(ds, redacted, layout)
+    if padded:
+        syntax = codec.encode_into(ds, redacted, layout)
+    else:  # nothing to blank: the stored pixels leave exactly as they came, lossy or not
+        syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
     ds.BurnedInAnnotation = "NO"
     return PixelOutcome(True, mode, padded, n_frames, syntax)
 

@@ -22,7 +22,12 @@ from phiscrub.policy.pixels_config import PixelsConfig, parse_pixels
 from phiscrub.policy.profile import PROFILES, Policy
 from phiscrub.policy.wsi_config import WsiConfig, parse_wsi
 
-DEFAULT_OPTIONS = (Option.RETAIN_LONGITUDINAL_MODIFIED_DATES,)
+# clean_pixel_data is on by default (with pixels.text_redaction 'auto'): a default run must
+# not release a name burned into an ultrasound's pixels. A config that lists its own options
+# without it turns it off, and the run says so (Config.notes).
+DEFAULT_OPTIONS = (Option.RETAIN_LONGITUDINAL_MODIFIED_DATES, Option.CLEAN_PIXEL_DATA)
+NO_PIXEL_CLEANING = ("clean_pixel_data is not among the config's options: text burned into the pixels"
+                     " (names, IDs, dates on ultrasounds, screen captures, localizers) is released as it is")
 TOP_KEYS = {"profile", "options", "tags", "date_shift", "pseudonymize_patient", "text", "workers", "pixels", "wsi", "audit"}
 # six years: HIPAA's retention period for compliance documentation (45 CFR 164.316(b)(2))
 DEFAULT_AUDIT_RETENTION_DAYS = 2190
@@ -137,8 +142,9 @@ def from_mapping(doc: dict[str, Any]) -> Config:
     pixels = parse_pixels(doc.get("pixels"))
     wsi = parse_wsi(doc.get("wsi"))
     policy.extra_digest = {**(pixels.describe() if Option.CLEAN_PIXEL_DATA in policy.options else {}), "wsi": wsi.describe()}
+    notes = [] if Option.CLEAN_PIXEL_DATA in policy.options else [NO_PIXEL_CLEANING]
     return Config(policy=policy, text_patterns=patterns, workers=workers, source="yaml", pixels=pixels, wsi=wsi,
-                  audit_retention_days=_audit_retention(doc.get("audit")))
+                  audit_retention_days=_audit_retention(doc.get("audit")), notes=notes)
 
 
 def _audit_retention(doc: Any) -> int:

@@ -81,4 +81,7 @@ def from_google(doc: dict[str, Any]) -> Config:
     except ValueError as e:
         raise ConfigError(str(e)) from None
     _ = Action  # actions come in by name through parse_overrides
-    return Config(policy=policy, source="google")
+    from phiscrub.policy.config import NO_PIXEL_CLEANING
+
+    notes = [] if Option.CLEAN_PIXEL_DATA in options else [NO_PIXEL_CLEANING]
+    return Config(policy=policy, source="google", notes=notes)
