@@ -276,3 +276,13 @@ def test_a_box_taller_than_a_line_is_read_as_strips_each_kept_with_its_reading()
     assert strips[0].y == 20 and strips[-1].y + strips[-1].h == 110  # they span the box
     assert [s.text for s in strips] == [f"{s.w}x{s.h}" for s in strips]  # each with its own reading
     assert got[0].text == " ".join(s.text for s in strips)
+
+
+def test_inverted_views_of_images_up_to_700_px_are_looked_at_twice_as_large() -> None:
+    """JSL's 512-px CT slices carry 7-10 px dark text the detector misses at native size."""
+    from phiscrub.pixels.views import DOUBLE_BELOW, _view_factor
+
+    assert _view_factor("p0-window-inv", 512, 512) == 2 and _view_factor("p0-full-inv", 665, 512) == 2
+    assert _view_factor("p0-window", 512, 512) == 1 and _view_factor("p0-full-clahe", 512, 512) == 1
+    assert _view_factor("p0-window-inv", DOUBLE_BELOW, 512) == 1 and _view_factor("p0-window-inv", 800, 800) == 1
+    assert _view_factor("p0-window", 256, 256) == 2 and _view_factor("p0-window-inv", 128, 128) == 4  # as before
