@@ -189,8 +189,10 @@ def deidentify(
     err.print(f"{counts['done']} done{dropped}, {counts['quarantined']} quarantined, {counts['failed']} failed"
               f" in {elapsed:.1f}s ({rate:.0f} files/s); audit: {sdir / 'audit.jsonl'}")
     if pixel_counts["scanned"] or pixel_counts["left alone"]:
+        why = ("their header gives no sign of burned-in text; pixels.text_redaction: sensitive scans every image"
+               if cfg.pixels.text_redaction == "auto" else f"pixels.text_redaction: {cfg.pixels.text_redaction}")
         err.print(f"burned-in text: {pixel_counts['scanned']} image(s) scanned, {pixel_counts['left alone']} left alone"
-                  " (pixels.text_redaction 'auto' found no sign of burned-in text in their header)")
+                  f" ({why})")
     if counts["failed"] or counts["quarantined"]:
         raise typer.Exit(1)
 

@@ -84,6 +84,7 @@ def test_the_run_and_the_report_count_images_scanned_and_left_alone(cli, tmp_pat
     res = _job(cli, tmp_path, None)
     assert res.exit_code == 0, res.output
     assert "burned-in text: 1 image(s) scanned, 1 left alone" in res.output
+    assert "pixels.text_redaction: sensitive scans every image" in res.output  # how to reach the rest
     assert "note:" not in res.output
     state = tmp_path / "out" / ".phiscrub"
     last = json.loads((state / "last-run.json").read_text())
@@ -93,6 +94,12 @@ def test_the_run_and_the_report_count_images_scanned_and_left_alone(cli, tmp_pat
     html = build_report(tmp_path / "out")
     assert "Burned-in text" in html
     assert "<b>1</b>images scanned for text" in html and "<b>1</b>left alone" in html
+
+
+def test_text_redaction_none_leaves_every_image_alone_and_says_why(cli, tmp_path: Path) -> None:
+    res = _job(cli, tmp_path, "options: [clean_pixel_data]\npixels: {text_redaction: none}\n")
+    assert res.exit_code == 0, res.output
+    assert "burned-in text: 0 image(s) scanned, 2 left alone (pixels.text_redaction: none)" in res.output
 
 
 def test_a_config_without_clean_pixel_data_says_so(cli, tmp_path: Path) -> None:

@@ -107,7 +107,7 @@ def _pixel_cards(items: dict) -> list[str]:
                 " pixel data</p>"]
     return ["<h2>Burned-in text</h2><div class=cards>",
             f"<div class=card><b>{scanned}</b>images scanned for text</div>",
-            f"<div class=card><b>{alone}</b>left alone ('auto': no sign of burned-in text)</div></div>"]
+            f"<div class=card><b>{alone}</b>left alone (not scanned: no sign of burned-in text in the header)</div></div>"]
 
 
 def _versions(records: list[dict]) -> str:

@@ -65,10 +65,10 @@ def effective_mode(ds: Dataset, cfg: PixelsConfig) -> str:
 
 
 # ImageType values of images that carry burned-in text outside the modality list, besides
-# screen saves and captures (any value naming SCREEN): localizers (scouts), whose CT, MR and PT scanners print the patient's
-# name and date of birth on them (a CT localizer in a public test set does); and derived or
-# secondary images (reformats, key images, annotated exports), made after acquisition by
-# software that may burn in what it shows.
+# screen saves and captures (any value naming SCREEN): localizers (scouts), on which CT, MR
+# and PT scanners print the patient's name and date of birth (Presidio's CT localizer test
+# image does); and derived or secondary images (reformats, key images, annotated exports),
+# made after acquisition by software that may burn in what it shows.
 TEXT_IMAGE_TYPES = frozenset({"LOCALIZER", "DERIVED", "SECONDARY"})
 
 
