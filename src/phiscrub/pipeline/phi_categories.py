@@ -100,8 +100,9 @@ def pixel_boxes(manifest: dict | None) -> list[dict]:
 
 def pixel_fate(manifest: dict | None) -> str:
     """What clean_pixel_data did with one released image: 'scanned' when the pixel stage looked
-    for text (or a static rule blanked a region), 'left alone' when 'auto' judged it free of
-    burned-in text, '' when there was nothing to judge (no pixels, option off)."""
+    for text (or a static rule blanked a region), 'left alone' when its mode was 'none' ('auto'
+    saw no sign of burned-in text, or the config said so), '' when there was nothing to judge
+    (no pixels, option off)."""
     pixels = (manifest or {}).get("pixels") if isinstance(manifest, dict) else None
     if not isinstance(pixels, dict):
         return ""

@@ -235,7 +235,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     if padded:
         syntax = codec.encode_into(ds, redacted, layout)
     else:  # nothing to blank: the stored pixels leave exactly as they came, lossy or not
-        syntax = str(ds.file_meta.get("TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""
+        syntax = str(ds.file_meta.TransferSyntaxUID)  # codec.decode needed it, so it is there
     ds.BurnedInAnnotation = "NO"
     return PixelOutcome(True, mode, padded, n_frames, syntax)
 

@@ -39,9 +39,9 @@ ENLARGE_TO = 512  # ... by an integer factor to about this size (at most 4x)
 # On JSL tune-patient 512x512 CTs (7-10 px lines printed across the anatomy, black text on a
 # white body beside CT noise) the detector at native size found none of the lines; at 2x it
 # found them. Doubling only the inverted view (where that text is light on dark) kept nearly
-# all of the gain at a third of the cost of doubling every view (a quarter of the tune files,
-# 'all' mode: PHI recall 0.718 native, 0.770 every view 2x at 0.77 s/image, 0.766 inverted
-# view 2x at 0.56 s/image; CLAHE view 2x: 0.714). An 800-px radiograph stays as it is.
+# all of the gain for less time than doubling every view (a quarter of the tune files, 'all'
+# mode: PHI recall 0.718 native, 0.770 every view 2x at 0.77 s/image, 0.766 inverted view 2x
+# at 0.56 s/image; CLAHE view 2x: 0.714). An 800-px radiograph stays as it is.
 DOUBLE_BELOW = 700
 LOW_CONTRAST = 96  # grey levels between the 0.1 and 99.9th percentile below which CLAHE helps
 SAME_VIEW = 1.5  # mean absolute difference (grey levels) under which two views count as one
