@@ -11,7 +11,18 @@ import pytest
 
 from phiscrub.pixels import codec as P
 from phiscrub.pixels.boxes import Box
-from phiscrub.pixels.ink import ROUGH_SHARE, background, brightness, end_share, ink_outside, rough_ends, shrink_to_contrast, tighten
+from phiscrub.pixels.ink import (
+    ROUGH_SHARE,
+    background,
+    brightness,
+    end_share,
+    ink_outside,
+    rough_ends,
+    shrink_to_contrast,
+    text_like,
+    tighten,
+    touching,
+)
 
 FONT = Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
 
@@ -251,3 +262,41 @@ def test_text_of_another_box_beside_a_line_is_not_structure() -> None:
     covered = np.zeros(img.shape, dtype=bool)
     covered[neighbour.y:neighbour.y + neighbour.h, neighbour.x:neighbour.x + neighbour.w] = True
     assert not rough_ends(bright, line, covered)
+
+
+def test_text_like_tells_strokes_from_anatomy_and_flat_regions() -> None:
+    """Fail-closed blanking is judged on the image: a box over letters is text, a box
+    over a smooth body edge or a flat region is not (the detector's stray boxes there are
+    read as noise at low scores)."""
+    img, _, detector = _patch_image()
+    assert text_like(brightness(img[None]), detector)
+    yy, xx = np.mgrid[0:96, 0:256]
+    body = (60 + 120 / (1 + np.exp(-(xx - 128) / 6.0)) + 0.2 * yy).astype(np.uint16)  # a soft edge and a ramp
+    assert not text_like(brightness(body[None]), Box(80, 20, 100, 40))
+    flat = np.full((1, 96, 256), 300, dtype=np.uint16)
+    assert not text_like(brightness(flat), Box(80, 20, 100, 40))
+    dark = np.zeros((96, 256), dtype=np.uint16)
+    _draw(dark, "1961", (100, 30), 900)
+    assert text_like(brightness(dark[None]), Box(90, 24, 70, 34))
+
+
+def test_touching_boxes_share_one_fill_over_noise() -> None:
+    """Stacked lines over noisy anatomy: one level for the block, taken around the block,
+    not one per line from rings running through the neighbouring lines' letters (a
+    patchwork whose steps keep each line's outline)."""
+    rng = np.random.default_rng(11)
+    img = rng.normal(100, 30, (120, 240)).clip(0, 255).astype(np.uint8)
+    lines = []
+    for k, text in enumerate(("Smith^John", "1961-03-14", "MRN 4471923")):
+        x0, y0, x1, y1 = _draw(img, text, (20, 20 + 22 * k), 250)
+        lines.append(Box(x0 - 3, y0 - 3, x1 - x0 + 6, y1 - y0 + 6))
+    assert touching(lines, 4) == [[0, 1, 2]]
+    assert touching([lines[0], Box(200, 100, 10, 10)], 4) == [[0], [1]]
+    out = P.redact(img[None], lines, "background")[0]
+    values = {int(v) for b in lines for v in np.unique(out[b.y:b.y + b.h, b.x:b.x + b.w])}
+    assert len(values) == 1, f"the block was filled with {len(values)} levels"
+    inside = np.zeros(img.shape, dtype=bool)
+    for b in lines:
+        inside[b.y:b.y + b.h, b.x:b.x + b.w] = True
+    assert np.array_equal(out[~inside], img[~inside])
+    assert abs(int(values.pop()) - 100) < 15, "the fill is not the block's surroundings"

@@ -10,7 +10,7 @@ from pydicom.dataset import Dataset
 
 from phiscrub.dicom.text import PhiTerms
 from phiscrub.pixels.boxes import TextBox
-from phiscrub.pixels.phi_match import DEFAULT_THRESHOLD, PhiMatcher, classify, terms_from_header
+from phiscrub.pixels.phi_match import DEFAULT_THRESHOLD, UNREADABLE, PhiMatcher, classify, terms_from_header
 
 
 def _header() -> Dataset:
@@ -131,6 +131,29 @@ def test_a_box_read_as_strips_blanks_only_the_strips_that_match() -> None:
     assert [(b.y, b.h) for b in classify([tall], terms, "all", DEFAULT_THRESHOLD, None, [])] == [(0, 78)]
 
 
+def test_sensitive_fails_closed_on_text_it_cannot_read() -> None:
+    """Issue 16 step 4: a reading below the confidence floor cannot show the text is
+    harmless, so it goes as 'unreadable'; confident harmless text stays; 0 turns it off."""
+    terms = terms_from_header(_header())
+    boxes = [TextBox(0, 5, 8, 8, "5.0 MHz", 0.95), TextBox(10, 5, 8, 8, "5.0 MHz", 0.31),
+             TextBox(20, 5, 8, 8, "DAVIDS0N", 0.2), TextBox(30, 5, 8, 8, "xq7", 0.3),
+             TextBox(40, 5, 8, 8, "", 0.0), TextBox(50, 5, 8, 8, "C", 0.2)]  # no reading, one stray letter: not text
+    got = classify(boxes, terms, "sensitive", DEFAULT_THRESHOLD, None, [], unreadable_below=0.5)
+    assert [(b.x, b.reason) for b in got] == [(10, UNREADABLE), (20, "phi-name"), (30, UNREADABLE)]
+    assert [(b.x, b.reason) for b in classify(boxes, terms, "sensitive", DEFAULT_THRESHOLD, None, [])] == [(20, "phi-name")]
+    # strips: the doubtful harmless strip goes beside the name, the confident one stays
+    lines = (TextBox(0, 0, 200, 30, "5.0 MHz", 0.9), TextBox(0, 24, 200, 30, "DAVIDSON DOUGLAS", 0.9),
+             TextBox(0, 48, 200, 30, "qz", 0.1))
+    tall = TextBox(0, 0, 200, 78, "5.0 MHz DAVIDSON DOUGLAS qz", 0.1, lines)
+    got = classify([tall], terms, "sensitive", DEFAULT_THRESHOLD, None, [], unreadable_below=0.5)
+    assert [(b.y, b.reason) for b in got] == [(24, "phi-name"), (48, UNREADABLE)]
+    harmless = TextBox(0, 0, 200, 54, "5.0 MHz qz", 0.1, (lines[0], lines[2]))
+    got = classify([harmless], terms, "sensitive", DEFAULT_THRESHOLD, None, [], unreadable_below=0.5)
+    assert [(b.y, b.reason) for b in got] == [(48, UNREADABLE)]
+    # 'all' blanks everything anyway, under its own reason
+    assert {b.reason for b in classify(boxes, terms, "all", DEFAULT_THRESHOLD, None, [], unreadable_below=0.5)} == {"all-text"}
+
+
 def test_sensitive_without_terms_falls_back_to_all() -> None:
     boxes = _boxes("anything", "L")
     assert {b.reason for b in classify(boxes, PhiTerms(), "sensitive", 0.8, [], [])} == {"all-text"}
@@ -162,3 +185,15 @@ def test_config_allow_list_is_understood() -> None:
     assert [b.reason for b in classify(boxes, terms, "sensitive", 0.8, default, [])] == ["phi-name"]
     custom = list(parse_pixels({"allow": ["MHz", "HR", "cm", "Gain"]}).allow)
     assert [b.reason for b in classify(boxes, terms, "sensitive", 0.8, custom, [])] == ["phi-name"]
+
+
+def test_unreadable_below_is_validated_and_changes_the_policy_hash() -> None:
+    from phiscrub.errors import ConfigError
+    from phiscrub.policy.pixels_config import parse_pixels
+
+    assert parse_pixels({}).unreadable_below == 0.5
+    assert parse_pixels({"unreadable_below": 0}).unreadable_below == 0.0
+    for bad in (-0.1, 1.5, "often"):
+        with pytest.raises(ConfigError, match="unreadable_below"):
+            parse_pixels({"unreadable_below": bad})
+    assert parse_pixels({}).describe() != parse_pixels({"unreadable_below": 0}).describe()

@@ -28,7 +28,7 @@ class TextBox:
 @dataclass(frozen=True)
 class Box:
     """A region to blank. frame None means every frame. reason is a PHI-free category such
-    as 'phi-name', 'phi-id', 'phi-date', 'pattern', 'all-text' or 'static-rule'."""
+    as 'phi-name', 'phi-id', 'phi-date', 'pattern', 'all-text', 'unreadable' or 'static-rule'."""
 
     x: int
     y: int

@@ -266,6 +266,9 @@ def _fill_values(frames: np.ndarray, fill: int | str, photometric: str | None) -
     return values
 
 
+RING = 2  # px around a group of boxes whose pixels say what lies behind it
+
+
 def redact(frames: np.ndarray, boxes: Iterable[Box], fill: int | str = 0, *, photometric: str | None = None) -> np.ndarray:
     """A copy of frames with every box opaque; boxes are clipped to the image and a box
     with frame None covers every frame. Pixels outside the boxes are never written.
@@ -296,13 +299,15 @@ def redact(frames: np.ndarray, boxes: Iterable[Box], fill: int | str = 0, *, pho
 
 
 def _redact_background(frames: np.ndarray, boxes: list[Box]) -> np.ndarray:
-    """Each box filled, frame by frame, with the value behind it (see
-    :func:`phiscrub.pixels.ink.background`), taken from the unredacted frames so the
-    result does not depend on the order boxes are listed in beyond overlaps."""
-    from phiscrub.pixels.ink import background
+    """Each group of touching boxes filled, frame by frame, with one value: what lies behind
+    the group (see :func:`phiscrub.pixels.ink.region_background`), taken from the
+    unredacted frames so the result does not depend on the order boxes are listed in
+    beyond overlaps."""
+    from phiscrub.pixels.ink import region_background, touching
 
     out = frames.copy()
     nframes, rows, cols = frames.shape[:3]
+    clipped: list[Box] = []
     for box in boxes:
         x0, y0 = max(0, box.x), max(0, box.y)
         x1, y1 = min(cols, box.x + box.w), min(rows, box.y + box.h)
@@ -310,13 +315,16 @@ def _redact_background(frames: np.ndarray, boxes: list[Box]) -> np.ndarray:
             continue
         if box.frame is not None and not 0 <= box.frame < nframes:
             raise ValueError(f"box frame {box.frame} outside 0..{nframes - 1}")
-        clipped = Box(x0, y0, x1 - x0, y1 - y0, box.frame, box.reason)
-        behind = background(frames, clipped)  # (frames, samples)
+        clipped.append(Box(x0, y0, x1 - x0, y1 - y0, box.frame, box.reason))
+    for group in touching(clipped, 2 * RING):
+        members = [clipped[i] for i in group]
+        behind = region_background(frames, members, RING)  # (frames, samples)
         value = behind if frames.ndim == 4 else behind[:, 0]
-        if box.frame is None:
-            out[:, y0:y1, x0:x1] = value[:, None, None]
-        else:
-            out[box.frame, y0:y1, x0:x1] = value[box.frame]
+        for b in members:
+            if b.frame is None:
+                out[:, b.y:b.y + b.h, b.x:b.x + b.w] = value[:, None, None]
+            else:
+                out[b.frame, b.y:b.y + b.h, b.x:b.x + b.w] = value[b.frame]
     return out
 
 

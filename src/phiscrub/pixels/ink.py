@@ -149,6 +149,22 @@ def ink_mask(bright: Bright, b: Box) -> tuple[np.ndarray, np.ndarray] | None:
     return np.logical_or.reduce([s for s, _ in chosen]), np.logical_or.reduce([f for _, f in chosen])
 
 
+def text_like(bright: Bright, b: Box) -> bool:
+    """Whether ``b`` holds ink shaped like text: enough contrast, and at least two
+    glyph-sized strokes on one side (bright or dark) once the background structure that
+    reaches the box's edge is set aside. Judged on the image, not on what a recogniser
+    read, so that a box the detector drew over smooth anatomy or a flat region (the
+    recogniser reads it as noise, at a low score) is not blanked as 'unreadable' text."""
+    resp = _response(bright, b)
+    if resp is None:
+        return False
+    for r in resp:
+        peak = float(r.max())
+        if peak >= MIN_CONTRAST and _glyphs(r >= INK_SHARE * peak, b.h)[1] >= 2:
+            return True
+    return False
+
+
 # Stroke response within a line height beyond a line's end, as a share of the line's own
 # near that end, from which the end counts as running onto structure. On the seed-17/19
 # sets the four lines the detector cut short scored 0.59-1.12; about one line in five
@@ -298,16 +314,31 @@ def _commonest(px: np.ndarray, share: float) -> np.ndarray | None:
 
 
 def background(frames: np.ndarray, b: Box, ring: int = 2) -> np.ndarray:
-    """The value behind a box, per frame. Text on a label patch or on black leaves most
-    of its box at one value: that value (the box then vanishes into its patch). Else the
-    commonest value of a ring ``ring`` pixels wide around the box, else the ring's median
-    (text over anatomy). Shape (frames, samples)."""
+    """The value behind a box, per frame (see :func:`region_background`). Shape (frames, samples)."""
+    return region_background(frames, [b], ring)
+
+
+def region_background(frames: np.ndarray, boxes: list[Box], ring: int = 2) -> np.ndarray:
+    """The value behind a group of boxes that touch, per frame. Text on a label patch or on
+    black leaves most of its boxes at one value: that value (the boxes then vanish into
+    their patch). Else the commonest value of a ring ``ring`` pixels wide around the
+    boxes' union, else the ring's median (text over anatomy). Shape (frames, samples).
+
+    Why the union: the ring of one box of a text block runs through the next line's
+    letters, so each line's fill took a different level (a patchwork of greys over
+    noisy anatomy, JSL tune mammograms), and what the patchwork left at a line's edge
+    still stood out from its neighbour's fill."""
     n, rows, cols = frames.shape[:3]
-    x0, y0 = max(0, b.x - ring), max(0, b.y - ring)
-    x1, y1 = min(cols, b.x + b.w + ring), min(rows, b.y + b.h + ring)
+    x0, y0 = max(0, min(b.x for b in boxes) - ring), max(0, min(b.y for b in boxes) - ring)
+    x1 = min(cols, max(b.x + b.w for b in boxes) + ring)
+    y1 = min(rows, max(b.y + b.h for b in boxes) + ring)
     outer = frames[:, y0:y1, x0:x1]
     inner = np.zeros(outer.shape[1:3], dtype=bool)
-    inner[b.y - y0:b.y - y0 + b.h, b.x - x0:b.x - x0 + b.w] = True
+    near = np.zeros(outer.shape[1:3], dtype=bool)
+    for b in boxes:
+        inner[max(0, b.y - y0):b.y - y0 + b.h, max(0, b.x - x0):b.x - x0 + b.w] = True
+        near[max(0, b.y - ring - y0):b.y + b.h + ring - y0, max(0, b.x - ring - x0):b.x + b.w + ring - x0] = True
+    around_mask = near & ~inner
     samples = frames.shape[3] if frames.ndim == 4 else 1
     out = np.zeros((n, samples), dtype=frames.dtype)
     for i in range(n):
@@ -315,7 +346,7 @@ def background(frames: np.ndarray, b: Box, ring: int = 2) -> np.ndarray:
             out[i] = out[i - 1]
             continue
         inside = outer[i][inner].reshape(-1, samples)
-        around = outer[i][~inner].reshape(-1, samples)
+        around = outer[i][around_mask].reshape(-1, samples)
         value = _commonest(inside, 0.4)
         if value is None:
             value = _commonest(around, 0.3)
@@ -323,6 +354,31 @@ def background(frames: np.ndarray, b: Box, ring: int = 2) -> np.ndarray:
             value = np.median(around if around.size else inside, axis=0).round().astype(frames.dtype)
         out[i] = value
     return out
+
+
+def touching(boxes: list[Box], reach: int) -> list[list[int]]:
+    """Groups of indices of boxes (same frame) lying within ``reach`` pixels of each other,
+    directly or through others; each group in list order, groups by their first box."""
+    parent = list(range(len(boxes)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, a in enumerate(boxes):
+        for j in range(i):
+            b = boxes[j]
+            if a.frame == b.frame and a.x - reach < b.x + b.w and b.x - reach < a.x + a.w \
+                    and a.y - reach < b.y + b.h and b.y - reach < a.y + a.h:
+                ri, rj = root(i), root(j)
+                if ri != rj:
+                    parent[max(ri, rj)] = min(ri, rj)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(boxes)):
+        groups.setdefault(root(i), []).append(i)
+    return [groups[k] for k in sorted(groups)]
 
 
 def ink_outside(bright: Bright, t: Box, covered: list[Box], margin: int = 2) -> int:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pydicom.dataset import Dataset
 
 DEFAULT_THRESHOLD = 0.8
+UNREADABLE = "unreadable"  # the reason of a box sensitive mode blanks because it could not read it
 MODES = ("all", "sensitive", "none")
 
 # Text that is never PHI on its own: orientation, views, units, device settings, and the
@@ -155,6 +156,7 @@ def classify(
     threshold: float = DEFAULT_THRESHOLD,
     allow: Sequence[str] | None = None,
     patterns: Sequence[re.Pattern[str]] = (),
+    unreadable_below: float = 0.0,
 ) -> list[Box]:
     """Boxes to blank, each with a PHI-free reason; frame None (applies to every frame).
 
@@ -163,7 +165,10 @@ def classify(
     ('user-pattern') or a generic pattern ('pattern'); allow-listed text is kept. With no
     terms to look for, 'sensitive' cannot tell PHI from labels and falls back to 'all'.
     ``threshold`` (0..1] is the similarity a fuzzy match needs; 1.0 means exact only.
-    ``allow`` None means :data:`DEFAULT_ALLOW`.
+    ``allow`` None means :data:`DEFAULT_ALLOW`. 'sensitive' fails closed: a box (or strip)
+    that matches nothing but was read as two or more characters with a score under
+    ``unreadable_below`` goes as 'unreadable', since a misreading cannot show that it is
+    harmless (the caller keeps only those whose pixels look like text).
     """
     mode = (mode or "").strip().lower()
     if mode not in MODES:
@@ -178,12 +183,26 @@ def classify(
     matcher = PhiMatcher(terms, threshold, DEFAULT_ALLOW if allow is None else allow, patterns)
     values = known_values(terms)
     out = []
+    def doubtful(t: TextBox) -> bool:
+        # two characters at least: the detector's boxes on anatomy come back as one
+        # stray letter or nothing, and blanking those would chase the edges of our own
+        # fills round after round (JSL tune CT slices)
+        return t.score < unreadable_below and sum(c.isalnum() for c in t.text) >= 2
+
     for b in boxes:
         # a box read as strips: the strips that match go; when none does alone (a value
         # split over two strips), the whole box does
         parts = [widened(p, r, values) for p in b.lines if (r := matcher.reason(p.text))]
         reason = None if parts else matcher.reason(b.text)
-        out += parts or ([widened(b, reason, values)] if reason else [])
+        if parts:
+            out += parts + [Box(p.x, p.y, p.w, p.h, None, UNREADABLE) for p in b.lines
+                            if doubtful(p) and not matcher.reason(p.text)]
+        elif reason:
+            out.append(widened(b, reason, values))
+        elif b.lines:
+            out += [Box(p.x, p.y, p.w, p.h, None, UNREADABLE) for p in b.lines if doubtful(p)]
+        elif doubtful(b):
+            out.append(Box(b.x, b.y, b.w, b.h, None, UNREADABLE))
     return out
 
 

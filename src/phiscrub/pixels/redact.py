@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 
 from phiscrub.errors import VerificationFailed
 from phiscrub.pixels.boxes import Box
-from phiscrub.pixels.ink import brightness, ink_outside, rough_ends, shrink_to_contrast, tighten
+from phiscrub.pixels.ink import brightness, ink_outside, rough_ends, shrink_to_contrast, text_like, tighten
 from phiscrub.pixels.rules import matching_boxes
 from phiscrub.policy.pixels_config import PixelsConfig
 
@@ -93,7 +93,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
 
     from phiscrub.pixels import codec
     from phiscrub.pixels.engines import get_engine
-    from phiscrub.pixels.phi_match import classify, known_values, widened
+    from phiscrub.pixels.phi_match import UNREADABLE, classify, known_values, widened
     from phiscrub.pixels.views import detect_text, read_boxes
 
     # a JPEG's own markers can change the colour space: trust the decoded layout
@@ -153,7 +153,12 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
             # only what reads as text: two letters or digits, read with some confidence (the
             # recogniser reads speckle as CJK glyphs, letters to str.isalnum, at 0.0-0.4)
             found = [t for t in found if _reads_as_text(t)]
-        return classify(found, terms, mode, cfg.threshold, allow, list(cfg.patterns))
+        boxes = classify(found, terms, mode, cfg.threshold, allow, list(cfg.patterns),
+                         unreadable_below=cfg.unreadable_below if mode == "sensitive" else 0.0)
+        # fail closed, but on text only: what could not be read goes where the image shows
+        # text-like strokes (the original pixels: a re-check's box over our fill is
+        # dropped by the caller as covered)
+        return [b for b in boxes if b.reason != UNREADABLE or text_like(bright, b)]
 
     def completed(stack, found: list) -> list:
         """'all' mode's first pass does not read, so nothing says when the detector stopped

@@ -20,6 +20,10 @@ class PixelsConfig:
     text_redaction: str = "auto"
     modalities: tuple[str, ...] = DEFAULT_TEXT_MODALITIES
     threshold: float = 0.8
+    # sensitive mode fails closed: text read with a recognition score under this (after
+    # every re-reading) is treated as identifying and blanked, if the image shows
+    # text-like ink there; 0 keeps it
+    unreadable_below: float = 0.5
     # the value behind the text, per box: a box on a label patch or on black vanishes into
     # it; measured on three labelled sets, half the image altered of a black fill
     fill: int | str = "background"
@@ -47,12 +51,12 @@ class PixelsConfig:
             "fill": self.fill, "padding": self.padding, "inpaint": self.inpaint, "allow": list(self.allow),
             "patterns": [p.pattern for p in self.patterns], "rules": [str(r) for r in self.rules],
             "engine": self.engine, "recheck": self.recheck_frames, "views": self.views,
-            "boxes": self.boxes,
+            "boxes": self.boxes, "unreadable_below": self.unreadable_below,
         }
 
 
 KEYS = {"boxes", "views", "text_redaction", "modalities", "threshold", "fill", "padding", "inpaint", "allow", "patterns", "rules",
-        "engine", "recheck_frames", "on_failure"}
+        "engine", "recheck_frames", "on_failure", "unreadable_below"}
 
 
 def parse_pixels(doc: Any) -> PixelsConfig:
@@ -75,6 +79,12 @@ def parse_pixels(doc: Any) -> PixelsConfig:
         raise ConfigError("pixels.threshold: must be a number between 0 and 1") from None
     if not 0.0 < threshold <= 1.0:
         raise ConfigError("pixels.threshold: must be a number between 0 and 1")
+    try:
+        unreadable = float(doc.get("unreadable_below", PixelsConfig.unreadable_below))
+    except (TypeError, ValueError):
+        raise ConfigError("pixels.unreadable_below: must be a number between 0 and 1") from None
+    if not 0.0 <= unreadable <= 1.0:
+        raise ConfigError("pixels.unreadable_below: must be a number between 0 and 1")
     fill = doc.get("fill", PixelsConfig.fill)
     if not (isinstance(fill, int) or fill in ("min", "max", "background")):
         raise ConfigError("pixels.fill: an integer, 'min', 'max' or 'background'")
@@ -101,6 +111,7 @@ def parse_pixels(doc: Any) -> PixelsConfig:
         text_redaction=mode,
         modalities=tuple(str(m).upper() for m in doc.get("modalities", DEFAULT_TEXT_MODALITIES)),
         threshold=threshold,
+        unreadable_below=unreadable,
         fill=fill,
         padding=padding,
         inpaint=bool(doc.get("inpaint", False)),
