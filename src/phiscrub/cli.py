@@ -173,11 +173,13 @@ def deidentify(
     elapsed = time.perf_counter() - started
     audit.append("run-end", done=counts["done"], dropped=counts["dropped"], failed=counts["failed"], skipped=skipped,
                  quarantined=counts["quarantined"], duplicates=counts["duplicate"], seconds=round(elapsed, 3),
-                 pixels_scanned=pixel_counts["scanned"], pixels_left_alone=pixel_counts["left alone"])
+                 pixels_scanned=pixel_counts["scanned"], pixels_screened=pixel_counts["screened"],
+                 pixels_left_alone=pixel_counts["left alone"])
     audit.close()
     summary = {"done": counts["done"], "dropped": counts["dropped"], "duplicates": counts["duplicate"], "skipped": skipped,
                "failed": counts["failed"], "quarantined": counts["quarantined"], "seconds": round(elapsed, 3),
-               "pixels_scanned": pixel_counts["scanned"], "pixels_left_alone": pixel_counts["left alone"]}
+               "pixels_scanned": pixel_counts["scanned"], "pixels_screened": pixel_counts["screened"],
+               "pixels_left_alone": pixel_counts["left alone"]}
     (sdir / "last-run.json").write_text(json.dumps(summary, indent=1) + "\n")
     excluded += counts["excluded"]
     if wanted is not None:
@@ -188,11 +190,17 @@ def deidentify(
         dropped += f", {counts['duplicate']} duplicate(s)"
     err.print(f"{counts['done']} done{dropped}, {counts['quarantined']} quarantined, {counts['failed']} failed"
               f" in {elapsed:.1f}s ({rate:.0f} files/s); audit: {sdir / 'audit.jsonl'}")
-    if pixel_counts["scanned"] or pixel_counts["left alone"]:
-        why = ("their header gives no sign of burned-in text; pixels.text_redaction: sensitive scans every image"
-               if cfg.pixels.text_redaction == "auto" else f"pixels.text_redaction: {cfg.pixels.text_redaction}")
-        err.print(f"burned-in text: {pixel_counts['scanned']} image(s) scanned, {pixel_counts['left alone']} left alone"
-                  f" ({why})")
+    if pixel_counts["scanned"] or pixel_counts["screened"] or pixel_counts["left alone"]:
+        auto = cfg.pixels.text_redaction == "auto"
+        screened = (f", {pixel_counts['screened']} screened and found clear (no sign of text in the header or in a quick"
+                    " look at the pixels)") if pixel_counts["screened"] else ""
+        alone = ""
+        if pixel_counts["left alone"]:
+            why = ("their header gives no sign of burned-in text and pixels.screen is off" if auto
+                   else f"pixels.text_redaction: {cfg.pixels.text_redaction}")
+            alone = f", {pixel_counts['left alone']} left alone ({why})"
+        hint = "; pixels.text_redaction: sensitive scans every image" if auto and (screened or alone) else ""
+        err.print(f"burned-in text: {pixel_counts['scanned']} image(s) scanned{screened}{alone}{hint}")
     if counts["failed"] or counts["quarantined"]:
         raise typer.Exit(1)
 

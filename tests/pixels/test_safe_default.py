@@ -80,20 +80,34 @@ def _job(cli, tmp_path: Path, config: str | None):
     return cli(*args)
 
 
-def test_the_run_and_the_report_count_images_scanned_and_left_alone(cli, tmp_path: Path) -> None:
+def test_the_run_and_the_report_count_images_scanned_screened_and_left_alone(cli, tmp_path: Path) -> None:
+    """The localizer is scanned (its header says text may be there); the axial CT is not,
+    but 'auto' screens it, finds no text and leaves it as it came."""
     res = _job(cli, tmp_path, None)
     assert res.exit_code == 0, res.output
-    assert "burned-in text: 1 image(s) scanned, 1 left alone" in res.output
+    assert "burned-in text: 1 image(s) scanned, 1 screened and found clear" in res.output
     assert "pixels.text_redaction: sensitive scans every image" in res.output  # how to reach the rest
     assert "note:" not in res.output
     state = tmp_path / "out" / ".phiscrub"
     last = json.loads((state / "last-run.json").read_text())
-    assert (last["pixels_scanned"], last["pixels_left_alone"]) == (1, 1)
+    assert (last["pixels_scanned"], last["pixels_screened"], last["pixels_left_alone"]) == (1, 1, 0)
     end = [json.loads(x) for x in (state / "audit.jsonl").read_text().splitlines() if '"run-end"' in x][-1]
-    assert (end["pixels_scanned"], end["pixels_left_alone"]) == (1, 1)
+    assert (end["pixels_scanned"], end["pixels_screened"], end["pixels_left_alone"]) == (1, 1, 0)
     html = build_report(tmp_path / "out")
     assert "Burned-in text" in html
-    assert "<b>1</b>images scanned for text" in html and "<b>1</b>left alone" in html
+    assert "<b>1</b>images scanned for text" in html and "<b>1</b>screened and found clear" in html
+    axial = dcmread(next(p for p in (tmp_path / "out").rglob("*.dcm") if ".phiscrub" not in p.parts
+                         and "LOCALIZER" not in dcmread(p, stop_before_pixels=True).ImageType))
+    assert axial.PixelData == dcmread(TEST_FILES / "CT_small.dcm").PixelData  # screened clear: untouched
+
+
+def test_with_the_screen_off_auto_leaves_axial_images_alone_and_says_why(cli, tmp_path: Path) -> None:
+    res = _job(cli, tmp_path, "options: [clean_pixel_data]\npixels: {screen: false}\n")
+    assert res.exit_code == 0, res.output
+    assert ("burned-in text: 1 image(s) scanned, 1 left alone (their header gives no sign of burned-in text and"
+            " pixels.screen is off)") in res.output
+    html = build_report(tmp_path / "out")
+    assert "<b>1</b>left alone" in html
 
 
 def test_text_redaction_none_leaves_every_image_alone_and_says_why(cli, tmp_path: Path) -> None:

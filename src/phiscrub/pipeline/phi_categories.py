@@ -100,13 +100,16 @@ def pixel_boxes(manifest: dict | None) -> list[dict]:
 
 def pixel_fate(manifest: dict | None) -> str:
     """What clean_pixel_data did with one released image: 'scanned' when the pixel stage looked
-    for text (or a static rule blanked a region), 'left alone' when its mode was 'none' ('auto'
-    saw no sign of burned-in text, or the config said so), '' when there was nothing to judge
-    (no pixels, option off)."""
+    for text (or a static rule blanked a region), 'screened' when 'auto' found no sign of
+    burned-in text in the header and its quick look found none in the pixels, 'left alone'
+    when its mode was 'none' without a look ('auto' with the screen off, or the config said
+    so), '' when there was nothing to judge (no pixels, option off)."""
     pixels = (manifest or {}).get("pixels") if isinstance(manifest, dict) else None
     if not isinstance(pixels, dict):
         return ""
     mode = pixels.get("mode")
     if mode in ("sensitive", "all") or pixels.get("boxes"):
         return "scanned"
+    if pixels.get("screen") == "clear":
+        return "screened"
     return "left alone" if mode == "none" else ""

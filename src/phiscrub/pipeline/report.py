@@ -98,15 +98,18 @@ def build_report(dst: Path | Tree, *, state: Path | None = None, max_thumbnails:
 
 
 def _pixel_cards(items: dict) -> list[str]:
-    """How many released images the burned-in text stage scanned and how many 'auto' left
-    alone: a reader must see at a glance whether pixels were looked at at all."""
+    """How many released images the burned-in text stage scanned, how many 'auto' screened
+    and found clear, and how many it left alone: a reader must see at a glance whether
+    pixels were looked at at all."""
     fates = Counter(pixel_fate(r.get("manifest")) for r in items.values() if r.get("status") == "done")
-    scanned, alone = fates.get("scanned", 0), fates.get("left alone", 0)
-    if not scanned and not alone:
+    scanned, screened, alone = fates.get("scanned", 0), fates.get("screened", 0), fates.get("left alone", 0)
+    if not scanned and not screened and not alone:
         return ["<h2>Burned-in text</h2><p class=sub>no image was judged: clean_pixel_data was off, or no output has"
                 " pixel data</p>"]
     return ["<h2>Burned-in text</h2><div class=cards>",
             f"<div class=card><b>{scanned}</b>images scanned for text</div>",
+            f"<div class=card><b>{screened}</b>screened and found clear (no sign of text in the header, none seen by a"
+            " quick look at the pixels)</div>",
             f"<div class=card><b>{alone}</b>left alone (not scanned: no sign of burned-in text in the header)</div></div>"]
 
 

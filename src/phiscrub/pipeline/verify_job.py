@@ -453,8 +453,8 @@ def would_scan_pixels(src, rec: dict, config) -> bool:
         return False
     if str(src.get("BurnedInAnnotation", "") or "").strip().upper() == "YES":
         return True
-    boxes = ((rec.get("manifest") or {}).get("pixels") or {}).get("boxes") or rec.get("pixel_boxes") or []
-    if boxes:
+    pixels = (rec.get("manifest") or {}).get("pixels") or {}
+    if pixels.get("boxes") or rec.get("pixel_boxes") or pixels.get("screen") == "text":
         return True
     if not config.policy.has(Option.CLEAN_PIXEL_DATA):
         return False

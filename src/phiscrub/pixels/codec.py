@@ -112,6 +112,16 @@ def _syntax(ds: Dataset) -> U.UID:
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if not ts:
+        # a raw data set (no preamble, no meta, as old archives hold): pydicom read it in an
+        # uncompressed encoding, which names its syntax when the pixel data is native
+        implicit, little = getattr(ds, "original_encoding", (None, None))
+        elem = ds.get("PixelData")
+        native = elem is not None and not getattr(elem, "is_undefined_length", False)
+        if native and implicit is not None and little is not None:
+            if little:
+                return U.ImplicitVRLittleEndian if implicit else U.ExplicitVRLittleEndian
+            if not implicit:
+                return U.ExplicitVRBigEndian
         raise UnsupportedInput("no transfer syntax in the file meta information")
     return U.UID(str(ts))
 

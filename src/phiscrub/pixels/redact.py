@@ -35,10 +35,14 @@ class PixelOutcome:
     boxes: list[Box] = field(default_factory=list)
     frames: int = 0
     syntax: str = ""
+    screen: str = ""  # 'auto' screened an image its header gave no sign for: 'text' or 'clear'
 
     def manifest(self) -> dict[str, object]:
-        return {"performed": self.performed, "mode": self.mode, "frames": self.frames,
-                "transfer_syntax": self.syntax, "boxes": [b.manifest() for b in self.boxes]}
+        out: dict[str, object] = {"performed": self.performed, "mode": self.mode, "frames": self.frames,
+                                  "transfer_syntax": self.syntax, "boxes": [b.manifest() for b in self.boxes]}
+        if self.screen:
+            out["screen"] = self.screen
+        return out
 
 
 def pixel_terms(ds: Dataset):
@@ -86,7 +90,8 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         return PixelOutcome(False, "no-pixel-data")
     mode = effective_mode(ds, cfg)
     static = matching_boxes(ds, cfg.rules)
-    if mode == "none" and not static:
+    screening = mode == "none" and cfg.text_redaction == "auto" and cfg.screen
+    if mode == "none" and not static and not screening:
         return PixelOutcome(False, "none")
 
     import numpy as np
@@ -98,6 +103,16 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
 
     # a JPEG's own markers can change the colour space: trust the decoded layout
     frames, layout = codec.decode(ds)
+    screen = ""
+    if screening:
+        from phiscrub.pixels.screen import finds_text
+
+        # the header gave no sign: a quick look decides whether the full pass runs
+        screen = "text" if finds_text(frames, layout.photometric, get_engine(cfg.engine), ds) else "clear"
+        if screen == "text":
+            mode = "sensitive"
+        elif not static:
+            return PixelOutcome(False, "none", frames=frames.shape[0], screen=screen)
     n_frames = frames.shape[0]
     rows, cols = int(ds.Rows), int(ds.Columns)
     photometric = layout.photometric
@@ -242,7 +257,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     else:  # nothing to blank: the stored pixels leave exactly as they came, lossy or not
         syntax = str(ds.file_meta.TransferSyntaxUID)  # codec.decode needed it, so it is there
     ds.BurnedInAnnotation = "NO"
-    return PixelOutcome(True, mode, padded, n_frames, syntax)
+    return PixelOutcome(True, mode, padded, n_frames, syntax, screen)
 
 
 def clean_overlays(ds: Dataset, cfg: PixelsConfig) -> list[Box]:

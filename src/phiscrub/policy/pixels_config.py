@@ -24,6 +24,9 @@ class PixelsConfig:
     # every re-reading) is treated as identifying and blanked, if the image shows
     # text-like ink there; 0 keeps it
     unreadable_below: float = 0.5
+    # 'auto' screens the images it would leave alone (axial CT, MR...) with one quick
+    # detection pass at half size and scans those where it sees text (pixels/screen.py)
+    screen: bool = True
     # the value behind the text, per box: a box on a label patch or on black vanishes into
     # it; measured on three labelled sets, half the image altered of a black fill
     fill: int | str = "background"
@@ -51,12 +54,12 @@ class PixelsConfig:
             "fill": self.fill, "padding": self.padding, "inpaint": self.inpaint, "allow": list(self.allow),
             "patterns": [p.pattern for p in self.patterns], "rules": [str(r) for r in self.rules],
             "engine": self.engine, "recheck": self.recheck_frames, "views": self.views,
-            "boxes": self.boxes, "unreadable_below": self.unreadable_below,
+            "boxes": self.boxes, "unreadable_below": self.unreadable_below, "screen": self.screen,
         }
 
 
 KEYS = {"boxes", "views", "text_redaction", "modalities", "threshold", "fill", "padding", "inpaint", "allow", "patterns", "rules",
-        "engine", "recheck_frames", "on_failure", "unreadable_below"}
+        "engine", "recheck_frames", "on_failure", "unreadable_below", "screen"}
 
 
 def parse_pixels(doc: Any) -> PixelsConfig:
@@ -85,6 +88,9 @@ def parse_pixels(doc: Any) -> PixelsConfig:
         raise ConfigError("pixels.unreadable_below: must be a number between 0 and 1") from None
     if not 0.0 <= unreadable <= 1.0:
         raise ConfigError("pixels.unreadable_below: must be a number between 0 and 1")
+    screen = doc.get("screen", PixelsConfig.screen)
+    if not isinstance(screen, bool):
+        raise ConfigError("pixels.screen: true (the default: 'auto' screens the images it would leave alone) or false")
     fill = doc.get("fill", PixelsConfig.fill)
     if not (isinstance(fill, int) or fill in ("min", "max", "background")):
         raise ConfigError("pixels.fill: an integer, 'min', 'max' or 'background'")
@@ -112,6 +118,7 @@ def parse_pixels(doc: Any) -> PixelsConfig:
         modalities=tuple(str(m).upper() for m in doc.get("modalities", DEFAULT_TEXT_MODALITIES)),
         threshold=threshold,
         unreadable_below=unreadable,
+        screen=screen,
         fill=fill,
         padding=padding,
         inpaint=bool(doc.get("inpaint", False)),
