@@ -197,3 +197,20 @@ def test_unreadable_below_is_validated_and_changes_the_policy_hash() -> None:
         with pytest.raises(ConfigError, match="unreadable_below"):
             parse_pixels({"unreadable_below": bad})
     assert parse_pixels({}).describe() != parse_pixels({"unreadable_below": 0}).describe()
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("Age: 76", "phi-age"), ("AGE:76", "phi-age"), ("age76", "phi-age"), ("76 y", "phi-age"), ("76yo F", "phi-age"),
+    ("76 years old", "phi-age"), ("Age 076Y", "phi-id"),  # the AS value itself, as a literal
+    ("HR 76", None), ("76 bpm", None), ("Age: 77", None), ("7.6 y", None), ("Age: 76M", None), ("76 mm", None),
+    ("1976", None), ("Page 76", None),
+])
+def test_the_patients_age_is_matched_beside_its_caption_or_unit_only(text: str, reason: str | None) -> None:
+    """JSL burns "Age: 76" (PatientAge 076Y, which Annex E removes from the header): the
+    number alone is everywhere (a heart rate, a frame), so it counts only as an age."""
+    ds = Dataset()
+    ds.PatientName = "DOE^JANE"
+    ds.PatientAge = "076Y"
+    assert PhiMatcher(terms_from_header(ds)).reason(text) == reason
+    del ds.PatientAge
+    assert PhiMatcher(terms_from_header(ds)).reason(text) != "phi-age"  # no age in the header, none matched

@@ -60,6 +60,9 @@ _TOKEN = re.compile(r"[a-z\u00c0-\u024f]+|\d+(?:[.,]\d+)?|[^\sa-z\u00c0-\u024f\d
 _LETTERS = re.compile(r"[a-z\u00c0-\u024f]+")
 _NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
 _DATE_SHAPES = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4}")
+_AGE_STRING = re.compile(r"(\d{3})([DWMY])", re.IGNORECASE)  # DICOM AS
+_AGE_CAPTIONED = re.compile(r"(?<![a-z])age(?![a-z])\W{0,3}0*(\d{1,3})\s*(y|yo|yrs?|years?|m|mo|months?|w|wks?|weeks?|d|days?)?(?![a-z\d])")
+_AGE_WITH_UNIT = re.compile(r"(?<![\d.,])0*(\d{1,3})\s*(?:y|yo|yrs?|years?(?:\s*old)?)(?![a-z\d])")
 _MONTH = re.compile(r"(?<![a-z])(?:" + "|".join(m[:3] for m in MONTHS) + r")[a-z]*(?![a-z])")
 
 # Header attributes whose values burned-in text repeats, beyond what collect_terms takes.
@@ -117,6 +120,9 @@ def terms_from_header(ds: Dataset) -> PhiTerms:
     for kw in TIME_KEYWORDS:
         for v in _values(ds, kw):
             terms.literals |= _time_forms(v)
+    for v in _values(ds, "PatientAge"):  # Annex E removes it; burned in, it reads "Age: 76"
+        if _AGE_STRING.fullmatch(v.strip()):
+            terms.literals.add(v.strip().upper())
     terms.words -= _NAME_NOISE
     return terms
 
@@ -261,6 +267,10 @@ class PhiMatcher:
         # Separator-bearing forms too, for short literals that only match with their shape
         # (3/4/52 is '3452' once reduced to letters and digits).
         self.shaped = {lit: _literal_kind(lit) for lit in terms.literals if len(_alnum(lit)) < 6}
+        # the patient's age, from an Age String literal (076Y): matched only beside an "age"
+        # caption or with its unit ("76 y", "76yo", "76 years"), never as a bare number
+        self.ages = {(int(m.group(1)), m.group(2).lower()) for lit in terms.literals
+                     if (m := _AGE_STRING.fullmatch(lit.strip()))}
 
     def reason(self, text: str) -> str | None:
         """The PHI-free reason this text is sensitive, or None to keep it."""
@@ -274,6 +284,8 @@ class PhiMatcher:
         hit = self._literal(low) or self._name(low, exact=True)
         if hit:
             return hit
+        if self.ages and self._age(low):
+            return "phi-age"
         if self._allowed(low):
             return None
         if self._name(low, exact=False):
@@ -282,6 +294,15 @@ class PhiMatcher:
         if GENERIC.search(raw) or TIME.search(raw) or (digitised != low and (GENERIC.search(digitised) or TIME.search(digitised))):
             return "pattern"
         return None
+
+    def _age(self, low: str) -> bool:
+        """The patient's age, after an "age" caption or with its unit (years only for a
+        bare unit: "3 m" could be anything)."""
+        for m in _AGE_CAPTIONED.finditer(low):
+            unit = (m.group(2) or "y")[0]
+            if (int(m.group(1)), unit) in self.ages:
+                return True
+        return any((int(m.group(1)), "y") in self.ages for m in _AGE_WITH_UNIT.finditer(low))
 
     def _allowed(self, low: str) -> bool:
         """Only allow-listed words and short numbers (no date, time or ID among them)."""
