@@ -300,3 +300,21 @@ def test_touching_boxes_share_one_fill_over_noise() -> None:
         inside[b.y:b.y + b.h, b.x:b.x + b.w] = True
     assert np.array_equal(out[~inside], img[~inside])
     assert abs(int(values.pop()) - 100) < 15, "the fill is not the block's surroundings"
+
+
+def test_a_box_on_black_keeps_black_beside_a_block_over_anatomy() -> None:
+    """A short label on the black border next to a long line over anatomy: the border's box
+    vanishes into the black (nothing there changes but the letters); the line, most of the
+    block, takes the anatomy's level (one value for the block would have been either)."""
+    rng = np.random.default_rng(5)
+    img = rng.normal(120, 25, (80, 320)).clip(0, 255).astype(np.uint8)
+    img[:, :101] = 0  # the black border
+    left = _draw(img, "L", (88, 30), 255)
+    right = _draw(img, "DOE JANE 1961-03-14", (102, 30), 255)
+    boxes = [Box(left[0] - 2, left[1] - 2, left[2] - left[0] + 4, left[3] - left[1] + 4),
+             Box(right[0] - 2, right[1] - 2, right[2] - right[0] + 4, right[3] - right[1] + 4)]
+    assert touching(boxes, 4) == [[0, 1]]
+    out = P.redact(img[None], boxes, "background")[0]
+    a, b = boxes
+    assert (out[a.y:a.y + a.h, a.x:a.x + a.w] == 0).all()
+    assert abs(int(out[b.y, b.x]) - 120) < 20 and len(np.unique(out[b.y:b.y + b.h, b.x:b.x + b.w])) == 1

@@ -356,6 +356,23 @@ def region_background(frames: np.ndarray, boxes: list[Box], ring: int = 2) -> np
     return out
 
 
+def patch_value(frames: np.ndarray, b: Box) -> np.ndarray | None:
+    """The value most of ``b`` holds in every frame (text on a label patch or on black), or
+    None where some frame has none: then the box lies over anatomy. Shape (frames, samples)."""
+    samples = frames.shape[3] if frames.ndim == 4 else 1
+    inside = frames[:, b.y:b.y + b.h, b.x:b.x + b.w]
+    out = np.zeros((frames.shape[0], samples), dtype=frames.dtype)
+    for i in range(frames.shape[0]):
+        if i and np.array_equal(inside[i], inside[i - 1]):
+            out[i] = out[i - 1]
+            continue
+        value = _commonest(inside[i].reshape(-1, samples), 0.4)
+        if value is None:
+            return None
+        out[i] = value
+    return out
+
+
 def touching(boxes: list[Box], reach: int) -> list[list[int]]:
     """Groups of indices of boxes (same frame) lying within ``reach`` pixels of each other,
     directly or through others; each group in list order, groups by their first box."""
