@@ -324,14 +324,13 @@ def ocr_leaks(output: Dataset, source: Dataset, config, frames: int = 3) -> int:
     from phiscrub.pixels import codec
     from phiscrub.pixels.engines import get_engine
     from phiscrub.pixels.phi_match import classify, terms_from_header
-    from phiscrub.pixels.redact import _sample, _window
-    from phiscrub.pixels.views import detect_text
+    from phiscrub.pixels.views import detect_text, header_window, sample_frames
 
     cfg = config.pixels
     engine = get_engine(cfg.engine)
     stack, layout = codec.decode(output)
-    stack = _sample(stack, frames)
-    found = detect_text(stack, layout.photometric, _window(output), engine, ds=output, read=True, variants="auto",
+    stack = sample_frames(stack, frames)
+    found = detect_text(stack, layout.photometric, header_window(output), engine, ds=output, read=True, variants="auto",
                         project=False)
     allow = list(cfg.allow) if cfg.allow else None
     hits = classify(found, terms_from_header(source), "sensitive", cfg.threshold, allow, list(cfg.patterns))

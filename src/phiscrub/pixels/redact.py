@@ -99,7 +99,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     from phiscrub.pixels import codec
     from phiscrub.pixels.engines import get_engine
     from phiscrub.pixels.phi_match import UNREADABLE, classify, known_values, widened
-    from phiscrub.pixels.views import detect_text, read_boxes
+    from phiscrub.pixels.views import detect_text, header_window, read_boxes, sample_frames
 
     # a JPEG's own markers can change the colour space: trust the decoded layout
     frames, layout = codec.decode(ds)
@@ -116,7 +116,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     n_frames = frames.shape[0]
     rows, cols = int(ds.Rows), int(ds.Columns)
     photometric = layout.photometric
-    window = _window(ds)
+    window = header_window(ds)
     boxes: list[Box] = list(static)
     engine = get_engine(cfg.engine) if mode != "none" else None
     terms = pixel_terms(ds) if engine is not None else None
@@ -244,7 +244,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         # Re-check a sample of redacted frames: clocks and counters change frame to frame,
         # so what the projections missed shows up here; add it and look again.
         for _ in range(MAX_RECHECK_ROUNDS):
-            left = leftovers(_sample(redacted, cfg.recheck_frames))
+            left = leftovers(sample_frames(redacted, cfg.recheck_frames))
             if not left:
                 break
             padded += [shrink(bright, Box(b.x, b.y, b.w, b.h, None, b.reason)).padded(cfg.padding, rows, cols)
@@ -353,14 +353,6 @@ def _bands(boxes: list[Box], rows: int) -> list[tuple[int, int]] | None:
     return [(a, z) for a, z in merged]
 
 
-def _sample(frames, n: int):
-    count = frames.shape[0]
-    if count <= n:
-        return frames
-    idx = sorted({0, count - 1, *(round(k * (count - 1) / (n - 1)) for k in range(n))})
-    return frames[idx]
-
-
 def _intersection(a, b) -> int:
     ix = max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x))
     iy = max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
@@ -415,15 +407,3 @@ def _same_line(t, p) -> bool:
 def _covered(b: Box, boxes: list[Box], need: float = 0.9) -> bool:
     area = max(1, b.w * b.h)
     return any(_intersection(b, o) >= need * area for o in boxes)
-
-
-def _window(ds: Dataset) -> tuple[float, float] | None:
-    try:
-        c, w = ds.get("WindowCenter"), ds.get("WindowWidth")
-        if c is None or w is None:
-            return None
-        c = c[0] if hasattr(c, "__len__") and not isinstance(c, str) else c
-        w = w[0] if hasattr(w, "__len__") and not isinstance(w, str) else w
-        return float(c), float(w)
-    except (TypeError, ValueError, IndexError):
-        return None

@@ -48,10 +48,10 @@ def finds_text(frames: np.ndarray, photometric: str, engine: TextEngine, ds: Dat
     """Whether the detector sees any text in a sample of the frames (N, H, W[, C])."""
     import cv2
 
-    count = frames.shape[0]
-    picks = sorted({0, count // 2, count - 1})[:FRAMES] if count > 1 else [0]
-    for i in picks:
-        g = _grey(frames[i], photometric, ds)
+    from phiscrub.pixels.views import sample_frames
+
+    for frame in sample_frames(frames, FRAMES):
+        g = _grey(frame, photometric, ds)
         if not g.any() or int(g.max()) == int(g.min()):
             continue
         if max(g.shape) >= HALVE_FROM:

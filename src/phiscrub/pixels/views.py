@@ -100,6 +100,29 @@ def projections(frames: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def sample_frames(frames: np.ndarray, n: int) -> np.ndarray:
+    """At most ``n`` frames, evenly spread, first and last included: what a re-check, a
+    verify or the screen looks at in a clip."""
+    count = frames.shape[0]
+    if count <= n:
+        return frames
+    idx = sorted({0, count - 1, *(round(k * (count - 1) / (n - 1)) for k in range(n))})
+    return frames[idx]
+
+
+def header_window(ds: Dataset) -> tuple[float, float] | None:
+    """The header's first (center, width), or None when absent or unreadable."""
+    try:
+        c, w = ds.get("WindowCenter"), ds.get("WindowWidth")
+        if c is None or w is None:
+            return None
+        c = c[0] if hasattr(c, "__len__") and not isinstance(c, str) else c
+        w = w[0] if hasattr(w, "__len__") and not isinstance(w, str) else w
+        return float(c), float(w)
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
 def _as_stack(frames: np.ndarray, photometric: str) -> np.ndarray:
     """(N, H, W[, C]) whatever the caller passed: one frame or many, gray or color."""
     arr = np.asarray(frames)
