@@ -126,7 +126,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     kept: list = []  # every first-pass text box judged harmless
 
     @cache
-    def static():
+    def unchanging():
         """(rows, cols) True where every frame of the source holds the same pixel."""
         same = (frames == frames[:1]).all(axis=0)
         return same.all(axis=-1) if same.ndim == 3 else same
@@ -218,7 +218,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
         if recheck and n_frames > 1:
             def skip(r) -> bool:
                 x, y, w, h = r
-                return bool(static()[y:y + h, x:x + w].all()) and _covered(Box(x, y, w, h, None, ""), seen, 0.7)
+                return bool(unchanging()[y:y + h, x:x + w].all()) and _covered(Box(x, y, w, h, None, ""), seen, 0.7)
         # a re-check looks at each sampled frame itself: their min/max add nothing there
         found = detect_text(stack, photometric, window, engine, ds=ds, read=read, variants=views, project=not recheck,
                             skip_read=skip)

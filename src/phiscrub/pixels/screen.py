@@ -32,15 +32,13 @@ def _grey(frame: np.ndarray, photometric: str, ds: Dataset | None) -> np.ndarray
     """One frame as min-max scaled uint8 grey, in display polarity."""
     import cv2
 
-    from phiscrub.pixels.views import _to_rgb
+    from phiscrub.pixels.views import linear, to_rgb
 
     if frame.ndim == 3 and frame.shape[-1] in (3, 4) or photometric == "PALETTE COLOR":
-        rgb = _to_rgb(frame[..., :3] if frame.ndim == 3 else frame, photometric, ds)
+        rgb = to_rgb(frame[..., :3] if frame.ndim == 3 else frame, photometric, ds)
         return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
     a = frame[..., 0] if frame.ndim == 3 else frame
-    f = a.astype(np.float32)
-    lo, hi = float(f.min()), float(f.max())
-    g = ((f - lo) * (255.0 / (hi - lo))).astype(np.uint8) if hi > lo else np.zeros(f.shape, np.uint8)
+    g = linear(a, float(a.min()), float(a.max()))
     return 255 - g if photometric == "MONOCHROME1" else g
 
 
@@ -52,7 +50,7 @@ def finds_text(frames: np.ndarray, photometric: str, engine: TextEngine, ds: Dat
 
     for frame in sample_frames(frames, FRAMES):
         g = _grey(frame, photometric, ds)
-        if not g.any() or int(g.max()) == int(g.min()):
+        if int(g.max()) == int(g.min()):  # a flat frame holds no text
             continue
         if max(g.shape) >= HALVE_FROM:
             g = cv2.resize(g, (g.shape[1] // 2, g.shape[0] // 2), interpolation=cv2.INTER_AREA)

@@ -134,7 +134,7 @@ def _as_stack(frames: np.ndarray, photometric: str) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr
 
 
-def _to_rgb(image: np.ndarray, photometric: str, ds: Dataset | None) -> np.ndarray:
+def to_rgb(image: np.ndarray, photometric: str, ds: Dataset | None) -> np.ndarray:
     """One color image as RGB uint8; PALETTE COLOR through the dataset's LUT."""
     if photometric in _YBR_TO_CONVERT:
         from pydicom.pixels import convert_color_space
@@ -171,7 +171,7 @@ def _rescale(ds: Dataset | None) -> tuple[float, float]:
     return slope, intercept
 
 
-def _linear(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+def linear(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
     span = max(hi - lo, 1e-6)
     return ((arr.astype(np.float32) - lo) * (255.0 / span)).clip(0, 255).astype(np.uint8)
 
@@ -203,10 +203,10 @@ def gray_views(
         else:
             lo, hi = lo_hi
             name = "window"
-        out.append((name, _linear(img, lo, hi)))
+        out.append((name, linear(img, lo, hi)))
         span = max(vmax - vmin, 1.0)
         if lo > vmin + 0.02 * span or hi < vmax - 0.02 * span:
-            out.append(("full", _linear(img, vmin, vmax)))
+            out.append(("full", linear(img, vmin, vmax)))
     if invert:
         out = [(n, 255 - v) for n, v in out]
     return out
@@ -283,7 +283,7 @@ def _stretch(img: np.ndarray) -> np.ndarray:
     lo, hi = (float(v) for v in np.percentile(sample, (0.1, 99.9)))
     if hi - lo < 4:
         lo, hi = float(g.min()), float(g.max())
-    return _linear(g, lo, hi)
+    return linear(g, lo, hi)
 
 
 def detection_views(
@@ -332,7 +332,7 @@ def detection_views(
         # images are only views (a YBR min projection converted is close enough to
         # the min of the converted frames for finding text).
         for i, img in enumerate(imgs):
-            named.append((f"p{i}", _to_rgb(img, photometric, ds)))
+            named.append((f"p{i}", to_rgb(img, photometric, ds)))
     else:
         for i, img in enumerate(imgs):
             views = gray_views(img, photometric, window, ds)
