@@ -28,6 +28,9 @@ class Planted:
     label_sample: bytes = b""  # a run of the label's stored bytes, which must not survive
     macro_sample: bytes = b""
     associated: tuple[str, ...] = ()  # OpenSlide names of associated images in the source
+    # times of day: kept under the default retain_longitudinal_modified_dates (as DICOM keeps
+    # TM), removed when the policy keeps no dates (wsi/dates.py); not in ``values``
+    times: list[str] = field(default_factory=list)
 
 
 def tissue(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -102,12 +105,15 @@ COMMON = {
     "DateTime": "2021:03:14 13:45:12", "Artist": "Gregory House MD", "HostComputer": "PATHLAB-WS-0042",
     "DocumentName": "jane_doe_case_file", "Software": "ScanStation SN998877",
 }
-COMMON_PHI = ["2021:03:14 13:45:12", "Gregory House MD", "PATHLAB-WS-0042", "jane_doe_case_file", "SN998877"]
+# the last: an ASCII tag no list names (TargetPrinter, 337), which the kept-list must remove
+COMMON_PHI = ["2021:03:14 13:45:12", "Gregory House MD", "PATHLAB-WS-0042", "jane_doe_case_file", "SN998877",
+              "PRINTER-JDOE-LAB7"]
 
 
-def _extratags() -> list[tuple]:
-    return [(306, "s", 0, COMMON["DateTime"], True), (315, "s", 0, COMMON["Artist"], True),
-            (316, "s", 0, COMMON["HostComputer"], True), (269, "s", 0, COMMON["DocumentName"], True)]
+def _extratags(when: str | None = None) -> list[tuple]:
+    return [(306, "s", 0, when or COMMON["DateTime"], True), (315, "s", 0, COMMON["Artist"], True),
+            (316, "s", 0, COMMON["HostComputer"], True), (269, "s", 0, COMMON["DocumentName"], True),
+            (337, "s", 0, COMMON_PHI[-1], True)]
 
 
 # ---- Aperio ------------------------------------------------------------------------------
@@ -119,25 +125,31 @@ APERIO_PHI = {
 }
 
 
-def make_aperio(path: Path, gt450: bool = False) -> Planted:
+def make_aperio(path: Path, gt450: bool = False, when: str | None = None) -> Planted:
+    """``when`` ("YYYY:MM:DD HH:MM:SS"): the scan's date and time, written as real scanners
+    write it, in TIFF DateTime and again as the description's Date and Time."""
     lvl0 = tissue(768, 1024)
     levels = [lvl0, cv2.resize(lvl0, (512, 384), interpolation=cv2.INTER_AREA)]
     if gt450:
         levels += [cv2.resize(lvl0, (256, 192)), cv2.resize(lvl0, (128, 96))]
     head = "Aperio Leica Biosystems GT450 v1.0.1" if gt450 else "Aperio Image Library v12.0.15"
     older = "" if gt450 else ";Aperio Image Library v10.0.50\r\nORIGINAL_DOE_SCAN.tif -> 1024x768"
-    pairs = "|".join(f"{k} = {v}" for k, v in APERIO_PHI.items())
+    phi = dict(APERIO_PHI)
+    if when:
+        y, mo, d = when[:10].split(":")
+        phi["Date"], phi["Time"] = f"{mo}/{d}/{y[2:]}", when[11:]
+    pairs = "|".join(f"{k} = {v}" for k, v in phi.items())
     desc0 = f"{head}\r\n1024x768 [0,0 1024x768] (256x256) JPEG/RGB Q=80{older}|AppMag = 20|MPP = 0.4990|{pairs}"
     label = label_image("JANE DOE")
     macro = macro_image("JANE DOE")
     with tifffile.TiffWriter(path) as tw:
-        write_level(tw, levels[0], description=desc0, extratags=_extratags(), software=COMMON["Software"])
+        write_level(tw, levels[0], description=desc0, extratags=_extratags(when), software=COMMON["Software"])
         thumb = cv2.resize(lvl0, (256, 192))
         tw.write(thumb, photometric="rgb", compression="jpeg", metadata=None,
                  description=f"{head}\r\n1024x768 -> 256x192 - |AppMag = 20|Filename = {APERIO_PHI['Filename']}")
         for lv in levels[1:]:
             h, w = lv.shape[:2]
-            write_level(tw, lv, description=f"{head}\r\n1024x768 -> {w}x{h} - |AppMag = 20|Date = 03/14/21")
+            write_level(tw, lv, description=f"{head}\r\n1024x768 -> {w}x{h} - |AppMag = 20|Date = {phi['Date']}")
         if gt450:
             tw.write(label, photometric="rgb", compression="lzw", metadata=None, subfiletype=1)
             tw.write(macro, photometric="rgb", compression="jpeg", metadata=None, subfiletype=9)
@@ -147,8 +159,11 @@ def make_aperio(path: Path, gt450: bool = False) -> Planted:
             tw.write(macro, photometric="rgb", compression="jpeg", metadata=None, subfiletype=9,
                      description=f"{head}\r\nmacro 600x200")
     n = len(levels) + 1
-    values = list(APERIO_PHI.values()) + COMMON_PHI + ([] if gt450 else ["ORIGINAL_DOE_SCAN"])
-    return Planted(path, "aperio", values, _stored(path, n), _stored(path, n + 1), ("label", "macro", "thumbnail"))
+    values = [v for k, v in phi.items() if k != "Time"] + COMMON_PHI + ([] if gt450 else ["ORIGINAL_DOE_SCAN"])
+    if when:
+        values[values.index(COMMON["DateTime"])] = when
+    return Planted(path, "aperio", values, _stored(path, n), _stored(path, n + 1), ("label", "macro", "thumbnail"),
+                   [phi["Time"]])
 
 
 # ---- Hamamatsu NDPI (struct: tifffile cannot write the 64-bit-offset layout) ---------------
@@ -241,12 +256,12 @@ LEICA_PHI = {"barcode": "LEICA-BC-DOE-4411", "collection": "Collection Jane Doe"
              "uuid": "urn:uuid:1b2c3d4e-0000-1111-2222-333344445555"}
 
 
-def make_leica(path: Path) -> Planted:
+def make_leica(path: Path, model: str = "Leica SCN400;Leica SCN") -> Planted:
     main = _pyramid(11)
     macro = macro_image("JANE DOE", 512, 192, "left")
     img = lambda name, w, h, dims, vx, vy, ox, oy, obj: (  # noqa: E731
         f'<image name="{name}" uuid="{LEICA_PHI["uuid"]}-{ox}"><creationDate>{LEICA_PHI["date"]}</creationDate>'
-        f'<device model="Leica SCN400;Leica SCN" version="1.4.0.11184 2011/10/11 11:49:19;1.4.0.11184" '
+        f'<device model="{model}" version="1.4.0.11184 2011/10/11 11:49:19;1.4.0.11184" '
         f'serialNumber="{LEICA_PHI["serial"]}"/><pixels sizeX="{w}" sizeY="{h}">{dims}</pixels>'
         f'<view sizeX="{vx}" sizeY="{vy}" offsetX="{ox}" offsetY="{oy}" spacingZ="0"/>'
         f'<scanSettings><objectiveSettings><objective>{obj}</objective></objectiveSettings>'
@@ -300,7 +315,7 @@ def _attr(name: str, value: str, pmsvr: str = "IString") -> str:
     return f'<Attribute Name="{name}" Group="0x0000" Element="0x0000" PMSVR="{pmsvr}">{value}</Attribute>'
 
 
-def make_philips(path: Path) -> Planted:
+def make_philips(path: Path, patient: str | None = None, acquired: str | None = None) -> Planted:
     main = _pyramid(31)
     label_jpg = jpeg(label_image("JANE DOE PHILIPS", 240, 200))
     macro_jpg = jpeg(macro_image("JANE DOE PHILIPS", 480, 160, "left"))
@@ -318,7 +333,9 @@ def make_philips(path: Path) -> Planted:
                                 f'</DataObject>' for i in range(len(main)))
                       + "</Array></Attribute>")
         scanned += f'<DataObject ObjectType="DPScannedImage">{inner}</DataObject>'
-    top = "".join(_attr(k, v) for k, v in PHILIPS_PHI.items())
+    phi = {**PHILIPS_PHI, **({"DICOM_PATIENT_ID": patient} if patient else {}),
+           **({"DICOM_ACQUISITION_DATETIME": acquired} if acquired else {})}
+    top = "".join(_attr(k, v) for k, v in phi.items())
     xml = (f'<?xml version="1.0" encoding="UTF-8" ?><DataObject ObjectType="DPUfsImport">{top}'
            f'{_attr("DICOM_MANUFACTURER", "PHILIPS")}'
            f'<Attribute Name="PIM_DP_SCANNED_IMAGES" Group="0x301D" Element="0x1003" PMSVR="IDataObjectArray"><Array>'
@@ -327,7 +344,7 @@ def make_philips(path: Path) -> Planted:
         for i, lv in enumerate(main):
             kw = {"description": xml, "extratags": _extratags()} if i == 0 else {"description": f"level={i}", "subfiletype": 1}
             write_level(tw, lv, software="Philips DP v1.0", **kw)
-    values = list(PHILIPS_PHI.values()) + COMMON_PHI[:4]
+    values = list(phi.values()) + COMMON_PHI[:4] + COMMON_PHI[5:]
     return Planted(path, "philips", values, label_jpg[len(label_jpg) // 2:len(label_jpg) // 2 + 64],
                    macro_jpg[len(macro_jpg) // 2:len(macro_jpg) // 2 + 64], ("label", "macro"))
 

@@ -6,6 +6,8 @@ Validated once at load time, with messages that name the key at fault, like the
 
 from __future__ import annotations
 
+import csv
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,7 @@ from typing import Any
 LABEL_ACTIONS = ("remove", "blank", "replace")
 MACRO_ACTIONS = ("remove", "blank", "replace", "redact")
 TEXT_ACTIONS = ("vocabulary", "clean", "remove")
-KEYS = {"label", "macro", "tile_scan", "tile_scan_levels", "annotation_text", "annotation_vocabulary"}
+KEYS = {"label", "macro", "tile_scan", "tile_scan_levels", "annotation_text", "annotation_vocabulary", "patients"}
 
 
 @dataclass(frozen=True)
@@ -31,12 +33,17 @@ class WsiConfig:
     # known values and patterns; 'remove' replaces all of it
     annotation_text: str = "vocabulary"
     annotation_vocabulary: tuple[str, ...] = ()  # extra word-list files (one word a line)
+    # slide -> patient, from the CSV the user names (columns slide, patient and optionally
+    # issuer; slide is a barcode or a file name), so that a patient's slides share one date
+    # offset (wsi/patients.py). Held in memory only: the policy hash gets a digest of it.
+    patients: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> dict[str, object]:
         """What goes into the policy hash: every setting that changes output bytes."""
         return {"label": self.label, "macro": self.macro, "tile_scan": self.tile_scan,
                 "tile_scan_levels": self.tile_scan_levels, "annotation_text": self.annotation_text,
-                "annotation_vocabulary": list(self.annotation_vocabulary)}
+                "annotation_vocabulary": list(self.annotation_vocabulary),
+                "patients": hashlib.sha256(repr(self.patients).encode()).hexdigest() if self.patients else None}
 
 
 def parse_wsi(doc: Any) -> WsiConfig:
@@ -70,5 +77,32 @@ def parse_wsi(doc: Any) -> WsiConfig:
     for i, v in enumerate(vocab):
         if not Path(str(v)).is_file():
             raise ConfigError(f"wsi.annotation_vocabulary[{i}]: no such file")
+    patients = _patients(doc.get("patients"))
     return WsiConfig(label=label, macro=macro, tile_scan=scan, tile_scan_levels=levels, annotation_text=text,
-                     annotation_vocabulary=tuple(str(v) for v in vocab))
+                     annotation_vocabulary=tuple(str(v) for v in vocab), patients=patients)
+
+
+def _patients(path: Any) -> tuple[tuple[str, str], ...]:
+    """The slide-to-patient CSV as (slide, patient identity) pairs. Errors name the row,
+    never a value: the file holds patient IDs."""
+    from phiscrub.errors import ConfigError
+
+    if path is None:
+        return ()
+    p = Path(str(path))
+    if not p.is_file():
+        raise ConfigError("wsi.patients: no such file")
+    with p.open(newline="", encoding="utf-8-sig") as fh:
+        rows = csv.DictReader(fh)
+        if not rows.fieldnames or not {"slide", "patient"} <= {f.strip() for f in rows.fieldnames}:
+            raise ConfigError("wsi.patients: the CSV needs a header row with columns slide and patient (issuer optional)")
+        out: dict[str, str] = {}
+        for n, row in enumerate(rows, start=2):
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            slide, patient = row.get("slide", ""), row.get("patient", "")
+            if not slide or not patient:
+                raise ConfigError(f"wsi.patients: line {n}: slide and patient must both be given")
+            ident = f"id:{row.get('issuer', '')}:{patient}"  # the DICOM path's patient identity
+            if out.setdefault(slide, ident) != ident:
+                raise ConfigError(f"wsi.patients: line {n}: this slide is mapped to two patients")
+    return tuple(sorted(out.items()))

@@ -82,6 +82,13 @@ class Aperio:
                 actions[idx] = "blank"
                 notes.append(f"{assoc[idx]}: blanked in place, not unlinked, so the directories after it keep their positions")
 
+    def barcode(self, t: TiffSlide) -> str | None:
+        for pair in (t.ascii(t.ifds[0], T_DESCRIPTION) or "").split("|")[1:]:
+            key, _, value = pair.partition("=")
+            if key.strip() == "Barcode" and value.strip():
+                return value.strip()
+        return None
+
     def metadata(self, ctx: Ctx) -> None:
         for ifd in ctx.t.ifds:
             desc = ctx.t.ascii(ifd, T_DESCRIPTION)

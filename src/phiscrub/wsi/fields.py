@@ -14,7 +14,10 @@ from importlib import resources
 
 import yaml
 
-ACTIONS = ("remove", "pseudonymize", "shift_date", "keep", "clean")
+# date, time, datetime: the field's kind; the policy's options decide (wsi/dates.py).
+# device: a serial or machine name, pseudonymized unless retain_device_identity keeps it;
+# device_clean: a model or version string, serial-like tokens dropped unless that option.
+ACTIONS = ("remove", "pseudonymize", "keep", "clean", "date", "time", "datetime", "device", "device_clean")
 
 
 @dataclass(frozen=True)
@@ -22,6 +25,8 @@ class FieldList:
     format: str
     default: str
     fields: dict[str, str]
+    # XML formats only: the elements kept (None: every element not removed by a field rule)
+    elements: frozenset[str] | None = None
 
     def action(self, name: str) -> str:
         return self.fields.get(name, self.default)
@@ -36,16 +41,20 @@ def field_list(fmt: str) -> FieldList:
     for name, act in [*fields.items(), ("default", default)]:
         if act not in ACTIONS:
             raise ValueError(f"wsi/{fmt}.yaml: field {name}: unknown action {act!r}")
-    return FieldList(fmt, default, fields)
+    elements = doc.get("elements")
+    return FieldList(fmt, default, fields, None if elements is None else frozenset(str(e) for e in elements))
 
 
-_SERIAL = re.compile(r"\b(?=[A-Za-z0-9-]*\d)[A-Za-z0-9-]{6,}\b")
+_SERIAL = re.compile(r"\b(?=(?:[A-Za-z-]*\d){4})[A-Za-z0-9-]{6,}\b")
 _VERSION = re.compile(r"^v?\d+(\.\d+)+$", re.I)
 
 
 def clean_serials(text: str) -> str:
-    """Software strings often end in the scanner's serial number: drop serial-like tokens
-    (six or more letters/digits with a digit in them), keep names and dotted versions."""
+    """Software and model strings often carry the scanner's serial number: drop serial-like
+    tokens (six or more letters, digits and hyphens, four or more of them digits), keep
+    names, model names with fewer digits (SCN400, GT450, AT2) and dotted versions. A model
+    number with four digits or more (C13210-01) goes too: by its shape alone it cannot be
+    told from a serial, and when in doubt, remove."""
     return _SERIAL.sub(lambda m: m.group(0) if _VERSION.match(m.group(0)) else "", text).strip()
 
 

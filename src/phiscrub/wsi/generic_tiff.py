@@ -1,9 +1,10 @@
 """Generic pyramidal TIFF, and the TIFF-tag pass applied to every TIFF-family vendor.
 
 The pass walks every directory (pyramid levels, associated images, SubIFDs) and treats the
-baseline tags that carry people, places, dates and serials (DateTime, Artist,
-HostComputer, DocumentName, Software...) per ``generic_tiff.yaml``; private tags no vendor
-claims are removed, because nobody can say what they hold.
+tags that carry people, places, dates and serials (DateTime, Artist, HostComputer,
+DocumentName, Software, Model...) per ``generic_tiff.yaml``; of the rest it keeps only the
+structural tags ``tiff_tags.yaml`` lists, and removes every other tag no vendor claims,
+because nobody can say what it holds.
 """
 
 from __future__ import annotations
@@ -11,19 +12,20 @@ from __future__ import annotations
 from phiscrub.wsi.fields import field_list
 from phiscrub.wsi.registry import register_format
 from phiscrub.wsi.tiff import ASCII, Ifd, TiffSlide
-from phiscrub.wsi.tiffscrub import GENERIC_TAGS, PRIVATE_KEEP, Ctx, tiff_format
+from phiscrub.wsi.tiffscrub import GENERIC_TAGS, Ctx, kept_tags, tiff_format
 
 
 def scrub_common(ctx: Ctx, owned: frozenset[int]) -> None:
     fields = field_list("generic_tiff")
     t, rw = ctx.t, ctx.rw
+    kept = kept_tags()
     for ifd in t.ifds:
         for tag, e in sorted(ifd.entries.items()):
             if tag in owned:
                 continue
             name = GENERIC_TAGS.get(tag)
             if name is None:
-                if tag >= 32768 and tag not in PRIVATE_KEEP:
+                if tag not in kept:
                     ctx.manifest.fields[f"tiff.{tag}"] = "remove"
                     rw.delete(ifd, tag)
                 continue

@@ -1,5 +1,6 @@
 """Hamamatsu NDPI: private tags 65420-65480 in every directory, a key=value property map
-(65449), barcodes (65468-65476) and 65477; the macro is the directory whose SourceLens
+(65449), barcodes (65468-65476) and 65477. The private tags are a kept-list
+(``hamamatsu.yaml``): what it does not name is removed. The macro is the directory whose SourceLens
 (65421) is -1 (the focus map, -2, is kept: it shows no label).
 
 The 64-bit offset layout is handled by :mod:`phiscrub.wsi.tiff`.
@@ -12,7 +13,7 @@ from phiscrub.wsi.registry import register_format
 from phiscrub.wsi.tiff import ASCII, Ifd, Layout, TiffSlide
 from phiscrub.wsi.tiffscrub import Ctx, tiff_format
 
-SOURCE_LENS, PROPERTY_MAP = 65421, 65449
+SOURCE_LENS, PROPERTY_MAP, BARCODE = 65421, 65449, 65468
 NDPI_PRIVATE = frozenset(range(65420, 65481)) | {65324, 65325}
 
 
@@ -35,6 +36,9 @@ class Hamamatsu:
     def associated(self, t: TiffSlide) -> dict[int, str]:
         return {ifd.index: "macro" for ifd in t.ifds if _lens(t, ifd) == -1}
 
+    def barcode(self, t: TiffSlide) -> str | None:
+        return (t.ascii(t.ifds[0], BARCODE) or "").strip() or None
+
     def metadata(self, ctx: Ctx) -> None:
         fields = field_list("hamamatsu")
         t, rw = ctx.t, ctx.rw
@@ -44,9 +48,9 @@ class Hamamatsu:
                     self._property_map(ctx, ifd)
                     continue
                 name = f"tag.{tag}"
-                if name not in fields.fields:
-                    continue  # scanner parameters (lens, offsets, focus, MCU starts): structural
                 e = ifd.entries[tag]
+                if fields.action(name) == "keep":
+                    continue  # structure and optics (lens, offsets, focus, MCU starts)
                 if e.type != ASCII:
                     ctx.manifest.fields[f"hamamatsu.{name}"] = "remove"
                     rw.delete(ifd, tag)

@@ -46,6 +46,13 @@ class Leica:
     def associated(self, t: TiffSlide) -> dict[int, str]:
         return {i: "macro" for i in _layout(t)[1]}
 
+    def barcode(self, t: TiffSlide) -> str | None:
+        root = parse(t.ascii(t.ifds[0], T_DESCRIPTION) or "", "Leica SCN")
+        el = next((e for e in root.iter() if local(e.tag) == "barcode"), None)
+        if el is None:
+            return None
+        return (el.text or "").strip() or None
+
     def metadata(self, ctx: Ctx) -> None:
         t = ctx.t
         first = t.ifds[0]

@@ -24,7 +24,6 @@ import yaml
 
 from phiscrub.errors import CorruptFile, UnsupportedInput
 from phiscrub.keys import KeyRing
-from phiscrub.policy.actions import Option
 from phiscrub.wsi import mrxs_images
 from phiscrub.wsi.mrxs_index import INDEX_VERSION, Index, Stored, read_index
 from phiscrub.wsi.mrxs_ini import Ini
@@ -199,7 +198,7 @@ def plan(slide: Slide, job: SlideJob) -> Plan:
     new_id = same_length_id(keys, slide.slide_id)
     p = Plan(ini, new_id)
     m = p.manifest
-    offset = keys.date_offset("mrxs:" + slide.slide_id, policy.date_shift_min, policy.date_shift_max)
+    offset = keys.date_offset(_identity(slide, job), policy.date_shift_min, policy.date_shift_max)
     general = spec["general"]
     remove_re = [re.compile(r, re.I) for r in spec["any_section_remove"]]
     keep = set(spec["keep"])
@@ -246,10 +245,28 @@ def plan(slide: Slide, job: SlideJob) -> Plan:
     return p
 
 
+def _identity(slide: Slide, job: SlideJob) -> str:
+    """The patient the user's CSV maps this slide to (by barcode, then by the .mrxs file's
+    name), so that a patient's slides share one date offset (wsi/patients.py); otherwise the
+    slide itself."""
+    mapping = dict(job.config.wsi.patients)
+    if mapping:
+        barcode = next((ln.value.strip() for ln in slide.ini.lines
+                        if ln.section == "GENERAL" and ln.key == "SLIDE_BARCODE" and ln.value), "")
+        for k in ([barcode] if barcode else []) + [slide.folder.name + ".mrxs", slide.folder.name]:
+            if k in mapping:
+                return mapping[k]
+    return "mrxs:" + slide.slide_id
+
+
 def _shift(value: str, offset: int, policy) -> str:
-    if policy.has(Option.RETAIN_LONGITUDINAL_FULL_DATES):
+    """A date-time per the one rule for slides (wsi/dates.py); MRXS writes its own forms."""
+    from phiscrub.wsi import dates
+
+    mode = dates.mode(policy)
+    if mode == "keep":
         return value
-    if not policy.has(Option.RETAIN_LONGITUDINAL_MODIFIED_DATES):
+    if mode == "remove":
         return ""
     import datetime as dt
 

@@ -44,6 +44,21 @@ class Philips:
                 out[i.index] = "label" if d.startswith("label") else "macro"
         return out
 
+    def _attribute(self, t: TiffSlide, name: str) -> str | None:
+        root = parse(t.ascii(t.ifds[0], T_DESCRIPTION) or "", "Philips")
+        for el in root.iter():
+            if local(el.tag) == "Attribute" and _name(el) == name and len(el) == 0:
+                return (el.text or "").strip().strip('"').strip() or None
+        return None
+
+    def patient(self, t: TiffSlide) -> str | None:
+        """The DICOM patient the export names, in the DICOM path's identity form."""
+        pid = self._attribute(t, "DICOM_PATIENT_ID")
+        return f"id::{pid}" if pid else None
+
+    def barcode(self, t: TiffSlide) -> str | None:
+        return self._attribute(t, "PIM_DP_UFS_BARCODE")
+
     def metadata(self, ctx: Ctx) -> None:
         t = ctx.t
         first = t.ifds[0]

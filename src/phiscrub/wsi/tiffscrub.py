@@ -13,24 +13,39 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+import yaml
 
 from phiscrub.errors import CorruptFile, VerificationFailed
-from phiscrub.wsi import labels
-from phiscrub.wsi.fields import FieldList, clean_serials, shift_date_text
+from phiscrub.policy.actions import Option
+from phiscrub.wsi import dates, labels
+from phiscrub.wsi.fields import FieldList, clean_serials
 from phiscrub.wsi.registry import SlideFormat, SlideJob, SlideManifest
 from phiscrub.wsi.tiff import Ifd, Rewriter, TiffSlide, TileTable
 
-# TIFF tags read or changed by the generic pass (numbers -> names in generic_tiff.yaml)
+# TIFF tags the generic pass treats per generic_tiff.yaml (numbers -> names there); every
+# other tag is kept only when tiff_tags.yaml names it (kept_tags)
 GENERIC_TAGS = {
-    269: "DocumentName", 270: "ImageDescription", 285: "PageName", 305: "Software", 306: "DateTime",
-    315: "Artist", 316: "HostComputer", 700: "XMP", 33432: "Copyright", 33723: "IPTC",
-    34665: "ExifIFD", 34853: "GPSIFD", 37510: "UserComment", 42016: "ImageUniqueID",
+    269: "DocumentName", 270: "ImageDescription", 271: "Make", 272: "Model", 285: "PageName",
+    305: "Software", 306: "DateTime", 315: "Artist", 316: "HostComputer", 700: "XMP", 33432: "Copyright",
+    33723: "IPTC", 34665: "ExifIFD", 34853: "GPSIFD", 37510: "UserComment", 42016: "ImageUniqueID",
 }
-PRIVATE_KEEP = {32997, 32998, 34675}  # ImageDepth, TileDepth, ICC profile: no identity in them
+
+
+@cache
+def kept_tags() -> frozenset[int]:
+    """The structural tags every directory keeps, from tiff_tags.yaml (data a reviewer reads)."""
+    text = resources.files("phiscrub.policy.data").joinpath("wsi", "tiff_tags.yaml").read_text()
+    doc = yaml.safe_load(text) or {}
+    tags = frozenset(int(k) for k in (doc.get("structure") or {}))
+    if tags & set(GENERIC_TAGS):
+        raise ValueError("wsi/tiff_tags.yaml: a structure tag is also in generic_tiff.yaml")
+    return tags
 
 
 class TiffVendor(Protocol):
@@ -48,7 +63,9 @@ class TiffVendor(Protocol):
     def metadata(self, ctx: Ctx) -> None: ...
 
     # optional: def settle(self, t, assoc, actions, notes) -> None, to amend the per-directory
-    # actions where the format's readers would misname what is left (see aperio.Aperio.settle)
+    # actions where the format's readers would misname what is left (see aperio.Aperio.settle);
+    # def patient(self, t) -> str | None and def barcode(self, t) -> str | None, for the
+    # identity the date offset is keyed on (wsi/patients.py)
 
 
 @dataclass
@@ -79,8 +96,18 @@ class Ctx:
             rw.set_ascii(ifd, tag, new)
 
     def apply(self, act: str, value: str, record: str) -> str | None:
-        self.manifest.fields[record] = act
+        policy = self.job.config.policy
+        if act in ("device", "device_clean"):
+            act = "keep" if policy.has(Option.RETAIN_DEVICE_IDENTITY) else \
+                {"device": "pseudonymize", "device_clean": "clean"}[act]
         v = value.strip()
+        if act in dates.KINDS:
+            new, done = dates.apply(act, v, policy, self.days) if v else (value, "keep")
+            self.manifest.fields[record] = done
+            if done != "keep":
+                self.see(v)
+            return new
+        self.manifest.fields[record] = act
         if act == "keep" or not v:
             return value
         if act == "clean":  # only what is dropped counts as PHI; the rest stays in the output
@@ -91,8 +118,6 @@ class Ctx:
         self.see(v)
         if act == "pseudonymize":
             return self.job.keys.value_pseudonym(v)
-        if act == "shift_date":
-            return shift_date_text(v, self.days)
         return None
 
     def see(self, value: str) -> None:
@@ -187,6 +212,7 @@ class Plan:
 def plan(src: Path, job: SlideJob, vendor: TiffVendor) -> Plan:
     """Everything the scrub will write, computed from the source without changing it."""
     from phiscrub.wsi.generic_tiff import scrub_common
+    from phiscrub.wsi.patients import slide_identity
 
     with TiffSlide(src) as t:
         levels = vendor.levels(t)
@@ -194,8 +220,10 @@ def plan(src: Path, job: SlideJob, vendor: TiffVendor) -> Plan:
             raise CorruptFile("slide has no pyramid level")
         cid = content_id(t, levels)
         pol = job.config.policy
+        who, why = slide_identity(job, src, vendor, t, cid)
         ctx = Ctx(job, t, Rewriter(t), SlideManifest(format=vendor.name), cid,
-                  job.keys.token("slide", cid), job.keys.date_offset("slide:" + cid, pol.date_shift_min, pol.date_shift_max))
+                  job.keys.token("slide", cid), job.keys.date_offset(who, pol.date_shift_min, pol.date_shift_max))
+        ctx.manifest.fields["<date offset>"] = why  # what it was keyed on: 'patient field', 'mapping' or 'slide'
         vendor.metadata(ctx)
         scrub_common(ctx, vendor.owned_tags)
         assoc = vendor.associated(t)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from phiscrub.wsi.registry import register_format
 from phiscrub.wsi.tiff import T_DESCRIPTION, UNDEFINED, Ifd, TiffSlide
 from phiscrub.wsi.tiffscrub import Ctx, tiff_format
-from phiscrub.wsi.xmlmeta import parse, scrub_tree, serialize
+from phiscrub.wsi.xmlmeta import local, parse, scrub_tree, serialize
 
 XMP = 700
 
@@ -32,6 +32,17 @@ class Ventana:
             elif d == "Thumbnail":
                 out[i.index] = "thumbnail"
         return out
+
+    def barcode(self, t: TiffSlide) -> str | None:
+        for ifd in t.ifds:
+            raw = t.blob(ifd, XMP)
+            if raw is None:
+                continue
+            root = parse(raw.rstrip(b"\0").decode("utf-8", "replace"), "Ventana XMP")
+            for el in root.iter():
+                if local(el.tag) == "iScan":
+                    return (el.get("BarCode1D") or el.get("BarCode2D") or "").strip() or None
+        return None
 
     def metadata(self, ctx: Ctx) -> None:
         t = ctx.t

@@ -3,6 +3,8 @@
 Keys in the format's yaml: ``element@attribute`` for an attribute, ``element`` for an
 element's text, with ``element@*`` / ``*@attribute`` as wildcards; what no key names follows
 ``default`` for attributes and is kept for text (structure: sizes, IFD numbers, spacings).
+A format whose yaml has ``elements`` keeps only the elements listed there: any other
+element goes with all it holds (a kept-list, for formats whose schema is known).
 Parsing goes through defusedxml: slide XML is input from outside.
 """
 
@@ -47,7 +49,8 @@ def scrub_tree(ctx: Ctx, root: ET.Element, fmt: str) -> None:
     parents = {c: p for p in root.iter() for c in p}
     for el in list(root.iter()):
         tag = local(el.tag)
-        if fields.fields.get(f"{tag}/") == "remove":  # the whole element and what it holds
+        unlisted = fields.elements is not None and tag not in fields.elements
+        if unlisted or fields.fields.get(f"{tag}/") == "remove":  # the whole element and what it holds
             ctx.manifest.fields[f"{fmt}.{tag}"] = "remove"
             for sub in el.iter():
                 for v in [*(sub.attrib.values()), sub.text or ""]:
