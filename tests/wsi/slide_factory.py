@@ -253,7 +253,9 @@ def _pyramid(seed: int) -> list[np.ndarray]:
 LEICA_NS = "http://www.leica-microsystems.com/scn/2010/10/01"
 LEICA_PHI = {"barcode": "LEICA-BC-DOE-4411", "collection": "Collection Jane Doe", "image": "Image of Jane Doe",
              "macro": "Macro for Jane Doe", "date": "2021-03-14T13:45:12.00Z", "serial": "SCN400-SERIAL-9911",
-             "uuid": "urn:uuid:1b2c3d4e-0000-1111-2222-333344445555"}
+             "uuid": "urn:uuid:1b2c3d4e-0000-1111-2222-333344445555",
+             # an element and an attribute no Leica reader needs: the kept-list must drop them
+             "notes": "Notes on Jane Doe slide", "tech": "Tech Jane Roe", "operator": "Op Jane Roe"}
 
 
 def make_leica(path: Path, model: str = "Leica SCN400;Leica SCN") -> Planted:
@@ -262,7 +264,8 @@ def make_leica(path: Path, model: str = "Leica SCN400;Leica SCN") -> Planted:
     img = lambda name, w, h, dims, vx, vy, ox, oy, obj: (  # noqa: E731
         f'<image name="{name}" uuid="{LEICA_PHI["uuid"]}-{ox}"><creationDate>{LEICA_PHI["date"]}</creationDate>'
         f'<device model="{model}" version="1.4.0.11184 2011/10/11 11:49:19;1.4.0.11184" '
-        f'serialNumber="{LEICA_PHI["serial"]}"/><pixels sizeX="{w}" sizeY="{h}">{dims}</pixels>'
+        f'serialNumber="{LEICA_PHI["serial"]}"/><pixels sizeX="{w}" sizeY="{h}" operator="{LEICA_PHI["operator"]}">{dims}</pixels>'
+        f'<slideNotes technician="{LEICA_PHI["tech"]}">{LEICA_PHI["notes"]}</slideNotes>'
         f'<view sizeX="{vx}" sizeY="{vy}" offsetX="{ox}" offsetY="{oy}" spacingZ="0"/>'
         f'<scanSettings><objectiveSettings><objective>{obj}</objective></objectiveSettings>'
         f'<illuminationSettings><numericalAperture>0.7</numericalAperture>'
@@ -309,6 +312,9 @@ PHILIPS_PHI = {"DICOM_PATIENT_NAME": "DOE^JANE^PHILIPS", "DICOM_PATIENT_ID": "MR
                "DICOM_ACCESSION_NUMBER": "ACC-PH-998877", "DICOM_DEVICE_SERIAL_NUMBER": "UFS-SN-31337",
                "PIM_DP_UFS_BARCODE": "PH-BARCODE-4242", "DICOM_ACQUISITION_DATETIME": "20210314134512.000000",
                "DICOM_INSTITUTION_NAME": "Saint Jane Hospital"}
+# outside any Attribute: an element, an attribute and loose text the kept-list must drop
+PHILIPS_EXTRA = {"comment": "Philips comment Jane Doe", "author": "Author Jane Roe", "owner": "Owner Jane Roe",
+                 "loose": "Loose text Jane Roe"}
 
 
 def _attr(name: str, value: str, pmsvr: str = "IString") -> str:
@@ -335,7 +341,9 @@ def make_philips(path: Path, patient: str | None = None, acquired: str | None = 
         scanned += f'<DataObject ObjectType="DPScannedImage">{inner}</DataObject>'
     phi = {**PHILIPS_PHI, **({"DICOM_PATIENT_ID": patient} if patient else {}),
            **({"DICOM_ACQUISITION_DATETIME": acquired} if acquired else {})}
-    top = "".join(_attr(k, v) for k, v in phi.items())
+    top = "".join(_attr(k, v) for k, v in phi.items()).replace(
+        "<Attribute ", f'<Attribute Owner="{PHILIPS_EXTRA["owner"]}" ', 1)
+    top += f'<Comment Author="{PHILIPS_EXTRA["author"]}">{PHILIPS_EXTRA["comment"]}</Comment>{PHILIPS_EXTRA["loose"]}'
     xml = (f'<?xml version="1.0" encoding="UTF-8" ?><DataObject ObjectType="DPUfsImport">{top}'
            f'{_attr("DICOM_MANUFACTURER", "PHILIPS")}'
            f'<Attribute Name="PIM_DP_SCANNED_IMAGES" Group="0x301D" Element="0x1003" PMSVR="IDataObjectArray"><Array>'
@@ -344,7 +352,7 @@ def make_philips(path: Path, patient: str | None = None, acquired: str | None = 
         for i, lv in enumerate(main):
             kw = {"description": xml, "extratags": _extratags()} if i == 0 else {"description": f"level={i}", "subfiletype": 1}
             write_level(tw, lv, software="Philips DP v1.0", **kw)
-    values = list(phi.values()) + COMMON_PHI[:4] + COMMON_PHI[5:]
+    values = list(phi.values()) + list(PHILIPS_EXTRA.values()) + COMMON_PHI[:4] + COMMON_PHI[5:]
     return Planted(path, "philips", values, label_jpg[len(label_jpg) // 2:len(label_jpg) // 2 + 64],
                    macro_jpg[len(macro_jpg) // 2:len(macro_jpg) // 2 + 64], ("label", "macro"))
 

@@ -19,6 +19,33 @@ from phiscrub.wsi.tiffscrub import Ctx, tiff_format
 from phiscrub.wsi.xmlmeta import local, parse, serialize
 
 KINDS = {"LABELIMAGE": "label", "MACROIMAGE": "macro"}
+# The XML's structure, a kept-list: these elements with these attributes. Anything else
+# (another element, an attribute, text between elements) is removed; the Attribute
+# elements' values then follow philips.yaml by name.
+STRUCTURE = {"DataObject": {"ObjectType"}, "Attribute": {"Name", "Group", "Element", "PMSVR"}, "Array": set()}
+
+
+def _structure_only(ctx: Ctx, root, parents: dict) -> None:
+    for el in list(root.iter()):
+        tag = local(el.tag)
+        if tag not in STRUCTURE:
+            ctx.manifest.fields[f"philips.<{tag}>"] = "remove"
+            for sub in el.iter():
+                for v in [*sub.attrib.values(), sub.text or ""]:
+                    ctx.see(v)
+            if el in parents:
+                parents[el].remove(el)
+            continue
+        for attr in list(el.attrib):
+            if local(attr) not in STRUCTURE[tag]:
+                ctx.manifest.fields[f"philips.{tag}@{local(attr)}"] = "remove"
+                ctx.see(el.attrib.pop(attr))
+        if tag != "Attribute" and (el.text or "").strip():  # only Attribute elements hold values
+            ctx.see(el.text or "")
+            el.text = None
+        if (el.tail or "").strip():
+            ctx.see(el.tail or "")
+            el.tail = None
 
 
 def _name(el) -> str:
@@ -66,6 +93,7 @@ class Philips:
         self._images(ctx, root)
         fields = field_list("philips")
         parents = {c: p for p in root.iter() for c in p}
+        _structure_only(ctx, root, parents)
         for el in list(root.iter()):
             if local(el.tag) != "Attribute" or el not in parents:
                 continue

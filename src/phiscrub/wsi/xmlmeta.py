@@ -58,6 +58,10 @@ def scrub_tree(ctx: Ctx, root: ET.Element, fmt: str) -> None:
             if el in parents:
                 parents[el].remove(el)
             continue
+        if fields.elements is not None and (el.tail or "").strip():  # text between kept elements
+            ctx.manifest.fields[f"{fmt}.<text>"] = "remove"
+            ctx.see(el.tail or "")
+            el.tail = None
         for attr in list(el.attrib):
             a = local(attr)
             act = _attr_action(fields, tag, a)
