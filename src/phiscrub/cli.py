@@ -1,6 +1,7 @@
-"""Command line: deidentify, inspect, demo.
+"""Command line: init, deidentify, inspect, demo.
 
-Exit codes: 0 everything done; 1 some files failed or were quarantined; 2 usage error.
+Exit codes: 0 everything done; 1 some files failed or were quarantined, or the source held
+no input file; 2 usage error.
 The console may name an input file to its operator; nothing written under the output
 folder does (audit records carry a keyed hash of the source path instead).
 """
@@ -34,6 +35,31 @@ ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML 
 KeyFileOpt = Annotated[Optional[Path], typer.Option("--key-file", help=f"Key file (else ${KEY_ENV}).")]
 
 
+def installed_version() -> str:
+    """The installed distribution's version (what pip reports), else the source tree's."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("phiscrub")
+    except PackageNotFoundError:
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        out.print(f"phiscrub {installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    # no docstring: it would replace the app's help text; --version acts in its callback
+    _ = version
+
+
 def _usage(msg: str) -> typer.Exit:
     err.print(f"[red]error:[/red] {msg}")
     return typer.Exit(2)
@@ -49,13 +75,97 @@ def _load(config: Path | None):
 
 
 @app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(metavar="DIR", help="Folder for phiscrub.yaml and phiscrub.key (made if missing).")],
+) -> None:
+    """Start here: write DIR/phiscrub.yaml (the default policy, every key commented) and
+    DIR/phiscrub.key (a new key, mode 0600). Never overwrites: exit 1 if either exists."""
+    import shlex
+
+    from phiscrub.cli_guards import GuardError, make_folder
+
+    config, key = folder / "phiscrub.yaml", folder / "phiscrub.key"
+    for path in (config, key):
+        if path.exists() or path.is_symlink():  # a key overwritten is every earlier pseudonym orphaned
+            err.print(f"[red]error:[/red] {path} already exists; init does not overwrite (remove it or pick another DIR)")
+            raise typer.Exit(1)
+    try:
+        make_folder(folder, "DIR")
+        generate_key_file(key)  # O_EXCL: a key that appeared meanwhile is refused, not replaced
+        with open(config, "x", encoding="utf-8") as fh:
+            fh.write(default_config_text())
+    except GuardError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(1) from None
+    except FileExistsError as e:
+        err.print(f"[red]error:[/red] {e.filename} already exists; init does not overwrite")
+        raise typer.Exit(1) from None
+    err.print(f"wrote {config} (the default policy: edit it, then check a file with `phiscrub inspect FILE -c {config}`)")
+    err.print(f"wrote {key} (mode 0600): keep it secret and keep it safe; the same key gives the same pseudonyms next time")
+    c, k = shlex.quote(str(config)), shlex.quote(str(key))
+    out.print("next:")
+    for line in (f"phiscrub deidentify SRC DST --config {c} --key-file {k}",
+                 f"phiscrub verify SRC DST --config {c} --key-file {k}",
+                 "phiscrub report DST"):
+        out.print(f"  {line}", markup=False, highlight=False)
+
+
+def default_config_text() -> str:
+    """The config `init` writes: every top-level key at its default, each with a line that
+    says what it does. Values come from the loader's own defaults (from_mapping({})), so
+    the file loads to the same policy and digest as no config at all."""
+    from phiscrub.policy.config import DEFAULT_OPTIONS, from_mapping
+
+    cfg = from_mapping({})
+    pol, px, wsi = cfg.policy, cfg.pixels, cfg.wsi
+    j = json.dumps  # JSON scalars and lists are YAML flow values
+    return f"""\
+# phiscrub configuration, written by `phiscrub init` (phiscrub {installed_version()}).
+# Every top-level key is here at its default value; a key left out takes its default.
+# Any change changes the policy hash that every output and the audit log record.
+# See what a file would get: phiscrub inspect FILE --config THIS_FILE
+
+# PS3.15 Annex E profile: basic, minimal, keep_all or deidentify_tag_contents.
+profile: {j(pol.profile)}
+# Annex E options; a list here replaces this default (without clean_pixel_data, burned-in text is released as it is).
+options: {j([o.value for o in DEFAULT_OPTIONS])}
+# Per-attribute overrides, first match wins, e.g. [{{select: PatientAge, action: keep}}] (the README lists the actions).
+tags: []
+# Each patient's dates move by one keyed offset in this range of days (never 0).
+date_shift: {{min_days: {pol.date_shift_min}, max_days: {pol.date_shift_max}}}
+# Patient's Name and ID become keyed pseudonyms instead of empty values.
+pseudonymize_patient: {j(pol.pseudonymize_patient)}
+# Free text: what replaces an identifying word, and extra regular expressions to treat as identifying.
+text: {{marker: {j(pol.text_marker)}, patterns: []}}
+# Worker processes, 0: one per core (deidentify --workers overrides it).
+workers: {cfg.workers}
+# Burned-in text in the pixels (under clean_pixel_data); the README lists every key of this section.
+pixels:
+  text_redaction: {j(px.text_redaction)}  # auto, sensitive, all or none (auto: OCR where text is known to be, screen the rest)
+  modalities: {j(list(px.modalities))}  # what auto takes as carrying text
+  screen: {j(px.screen)}  # under auto, one quick detector pass over every other image
+  threshold: {px.threshold}  # how close an OCR word must come to a header value to count as it
+  fill: {j(px.fill)}  # what covers a redacted box: background, min, max or a number
+# Whole-slide images: their label and macro (overview) images, and OCR of the tiles.
+wsi:
+  label: {j(wsi.label)}  # remove, blank or replace (a generated label showing the pseudonym)
+  macro: {j(wsi.macro)}  # remove, blank, replace or redact (the label end blanked)
+  tile_scan: {j(wsi.tile_scan)}  # OCR the smallest pyramid levels for burned-in text
+  annotation_text: {j(wsi.annotation_text)}  # annotation free text: vocabulary, clean or remove
+# Exported audit records (phiscrub audit export): days they are kept where they are sent.
+audit: {{retention_days: {cfg.audit_retention_days}}}
+"""
+
+
+@app.command()
 def deidentify(
     src_uri: Annotated[str, typer.Argument(metavar="SRC", help="Input file or folder, gs://, s3:// or dicomweb+https:// URI.")],
     dst_uri: Annotated[str, typer.Argument(metavar="DST", help="Output folder, gs://, s3:// or dicomweb+https:// URI.")],
     config: ConfigOpt = None,
     key_file: KeyFileOpt = None,
     generate_key: Annotated[Optional[Path], typer.Option("--generate-key", help="Write a new key file (0600) here and use it.")] = None,
-    workers: Annotated[int, typer.Option("--workers", "-j", help="Worker processes (0: one per core).")] = -1,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", min=0, help="Worker processes, 0: one per core."
+                                                   " Default: the config's 'workers' (0 unless it sets one).")] = None,
     quarantine: Annotated[Optional[Path], typer.Option("--quarantine", help="Copy originals that fail here (outside DST).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Ignore the saved job state; redo every item.")] = False,
@@ -65,10 +175,14 @@ def deidentify(
     state_opt: Annotated[Optional[Path], typer.Option("--state", help="Folder for job state and audit (default: DST/.phiscrub; required for a DST that is not a folder).")] = None,  # noqa: E501
     broker_key: Annotated[Optional[Path], typer.Option("--broker-key", help="Honest broker (off by default): encrypt a map of original IDs to pseudonyms under DST/.phiscrub with this key (else $PHISCRUB_BROKER_KEY); never the pseudonym key.")] = None,  # noqa: E501
 ) -> None:
-    """De-identify SRC into DST: DST/<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm."""
+    """De-identify SRC into DST: DST/<patient pseudonym>/<study UID>/<series UID>/<SOP UID>.dcm.
+
+    Exit codes: 0 all done (a DICOMDIR media index is dropped, not failed); 1 some file failed
+    or was quarantined, or SRC holds no input file (most likely a wrong path); 2 usage error.
+    """
     from phiscrub.pipeline.audit import AuditLog, item_record
     from phiscrub.pipeline.phi_categories import pixel_fate
-    from phiscrub.pipeline.runner import Job, default_workers, run
+    from phiscrub.pipeline.runner import MEDIA_INDEX, MEDIA_INDEX_NOTE, Job, default_workers, run
     from phiscrub.pipeline.storage import scheme_of
 
     local_src, local_dst = scheme_of(src_uri) == "file", scheme_of(dst_uri) == "file"
@@ -113,7 +227,7 @@ def deidentify(
     src_uri = os.path.abspath(src) if local_src else src_uri
     job = Job(cfg, keys, policy_hash, dst if local_dst else dst_uri, quarantine, in_place=in_place,
               src=src_uri, studies=wanted, plugins=plugins)
-    n_workers = workers if workers >= 0 else cfg.workers
+    n_workers = workers if workers is not None else cfg.workers
     n_workers = n_workers or default_workers()
     sdir = state_opt.resolve() if state_opt is not None else dst / ".phiscrub"
     try:
@@ -122,6 +236,11 @@ def deidentify(
         raise _usage(str(e)) from None
     started = time.perf_counter()
     found, sink = _discover(job, wanted)
+    if not found:  # nothing to do is most likely a wrong path: say so, and fail for scripts
+        which = " of the selected studies" if wanted is not None else ""
+        err.print(f"[red]error:[/red] no input files{which} found in {src_uri}")
+        state.close()
+        raise typer.Exit(1)
     plan = _prepass(found, job, state, sink, restart, wanted, n_workers, scheduler, quiet)
     items, item_keys, skipped, excluded = plan.tasks, plan.item_keys, plan.skipped, plan.excluded
     state.mark_pending(list(item_keys.values()))
@@ -135,7 +254,7 @@ def deidentify(
                  profile=cfg.policy.profile, options=sorted(o.value for o in cfg.policy.options),
                  items=len(items), skipped=skipped, source=keys.hash_hex("src:" + src_uri))
     audit.append("prepass", **plan.stats)  # counts only: the index's values never leave memory
-    counts: Counter[str] = Counter()
+    counts: Counter[str] = Counter()  # by status, and MEDIA_INDEX: DICOMDIRs among the dropped (not the policy's doing)
     pixel_counts: Counter[str] = Counter()  # what clean_pixel_data did per image: scanned or left alone
     progress = Progress(TextColumn("[bold]de-identifying"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[bad]} failed"), TimeRemainingColumn(),
@@ -146,6 +265,8 @@ def deidentify(
 
         def on_result(r) -> None:
             counts[r.status] += 1
+            if r.status == "dropped" and r.category == MEDIA_INDEX:
+                counts[MEDIA_INDEX] += 1
             pixel_counts[pixel_fate(r.manifest if r.status == "done" else None)] += 1
             if r.status == "excluded":  # another study: neither state nor audit, only counted
                 progress.update(task, advance=1)
@@ -174,22 +295,27 @@ def deidentify(
     audit.append("run-end", done=counts["done"], dropped=counts["dropped"], failed=counts["failed"], skipped=skipped,
                  quarantined=counts["quarantined"], duplicates=counts["duplicate"], seconds=round(elapsed, 3),
                  pixels_scanned=pixel_counts["scanned"], pixels_screened=pixel_counts["screened"],
-                 pixels_left_alone=pixel_counts["left alone"])
+                 pixels_left_alone=pixel_counts["left alone"], media_indexes_dropped=counts[MEDIA_INDEX])
     audit.close()
     summary = {"done": counts["done"], "dropped": counts["dropped"], "duplicates": counts["duplicate"], "skipped": skipped,
                "failed": counts["failed"], "quarantined": counts["quarantined"], "seconds": round(elapsed, 3),
                "pixels_scanned": pixel_counts["scanned"], "pixels_screened": pixel_counts["screened"],
-               "pixels_left_alone": pixel_counts["left alone"]}
+               "pixels_left_alone": pixel_counts["left alone"], "media_indexes_dropped": counts[MEDIA_INDEX]}
     (sdir / "last-run.json").write_text(json.dumps(summary, indent=1) + "\n")
     excluded += counts["excluded"]
     if wanted is not None:
         err.print(f"{excluded} item(s) of other studies not selected")
-    rate = len(items) / elapsed if elapsed > 0 else 0.0
-    dropped = f", {counts['dropped']} dropped by policy" if counts["dropped"] else ""
+    media_indexes = counts[MEDIA_INDEX]
+    by_policy = counts["dropped"] - media_indexes
+    dropped = f", {by_policy} dropped by policy" if by_policy else ""
+    if media_indexes:
+        dropped += f", {media_indexes} DICOMDIR dropped"
     if counts["duplicate"]:  # identical copies of another file: one output serves them all
         dropped += f", {counts['duplicate']} duplicate(s)"
     err.print(f"{counts['done']} done{dropped}, {counts['quarantined']} quarantined, {counts['failed']} failed"
-              f" in {elapsed:.1f}s ({rate:.0f} files/s); audit: {sdir / 'audit.jsonl'}")
+              f" in {elapsed:.1f}s{pace(len(items), elapsed)}; audit: {sdir / 'audit.jsonl'}")
+    if media_indexes:
+        err.print(f"[yellow]note:[/yellow] {MEDIA_INDEX_NOTE}")
     if pixel_counts["scanned"] or pixel_counts["screened"] or pixel_counts["left alone"]:
         auto = cfg.pixels.text_redaction == "auto"
         screened = (f", {pixel_counts['screened']} screened and found clear (no sign of text in the header or in a quick"
@@ -203,6 +329,17 @@ def deidentify(
         err.print(f"burned-in text: {pixel_counts['scanned']} image(s) scanned{screened}{alone}{hint}")
     if counts["failed"] or counts["quarantined"]:
         raise typer.Exit(1)
+
+
+def pace(n: int, seconds: float) -> str:
+    """' (N files/s)', or seconds per file when a file takes longer than a second (slides,
+    OCR): '0 files/s' tells a waiting operator nothing. Empty when nothing was processed."""
+    if n <= 0 or seconds <= 0:
+        return ""
+    rate = n / seconds
+    if rate >= 1:
+        return f" ({rate:.0f} files/s)"
+    return f" ({seconds / n:.1f} s/file)"
 
 
 def _study_list(path: Path | None) -> frozenset[str] | None:

@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from phiscrub.dicom.reader import input_error, read_instance
-from phiscrub.errors import DroppedByPolicy, PhiscrubError, TransientError
+from phiscrub.dicom.reader import DICOMDIR_CLASS, input_error, read_instance
+from phiscrub.errors import DroppedByPolicy, PhiscrubError, TransientError, UnsupportedInput
 from phiscrub.keys import KeyRing
 from phiscrub.pipeline import broker
 from phiscrub.pipeline.retry import Attempts, RetryPolicy, is_transient
@@ -38,6 +38,13 @@ from phiscrub.transform import transform_dataset
 
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _HEAD = 1 << 16
+# A DICOMDIR is a media index, not an instance: it lists the source's patients, studies and
+# file paths, none of which may reach the output, and it would point at files that are not
+# there under their new names. Exporting tools put one on every CD, so it is dropped (a
+# note, not a failure) instead of failing every run made from such a disc.
+MEDIA_INDEX = "media-index"
+MEDIA_INDEX_NOTE = "DICOMDIR media index dropped: it indexes source paths and names; the output tree gets none"
+_DIRECTORY_RECORDS = 0x00041220  # Directory Record Sequence: a DICOMDIR's body
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ class ItemResult:
     source: str  # only ever shown on the console, never written under dst
     source_hash: str
     size: int
-    status: str  # done | dropped | failed | quarantined | excluded (not in the selected studies)
+    status: str  # done | dropped (by policy; a DICOMDIR) | failed | quarantined | excluded (not in the selected studies)
     reason: str = ""
     category: str = ""
     relpath: str = ""
@@ -298,6 +305,8 @@ def _dicom(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Attempts
     except TransientError as e:  # tried as often as the policy allows: failed, not unsafe; a rerun tries again
         return result("failed", _gave_up(att, str(e)), "transient")
     except PhiscrubError as e:
+        if isinstance(e, UnsupportedInput) and is_media_index(data):
+            return result("dropped", MEDIA_INDEX_NOTE, MEDIA_INDEX)  # no copy kept: nothing failed
         _quarantine_copy(data, job, src_hash)
         return result("quarantined", str(e), e.reason)
     except OSError as e:
@@ -313,6 +322,21 @@ def _dicom(item: Item, data: bytes, job: Job, sink, src_hash: str, att: Attempts
             return result("failed", _gave_up(att, type(e).__name__), "transient")
         _quarantine_copy(data, job, src_hash)
         return result("failed", f"internal error ({type(e).__name__})", "internal")
+
+
+def is_media_index(data: bytes) -> bool:
+    """Whether the bytes are a DICOMDIR: the Media Storage Directory SOP Class in the file
+    meta, or a Directory Record Sequence (as reader.read_instance tells one apart). Asked
+    only of a file the reader refused, so the second parse costs nothing in a normal run."""
+    from pydicom import dcmread
+
+    try:
+        ds = dcmread(io.BytesIO(data), force=True, stop_before_pixels=True, specific_tags=[_DIRECTORY_RECORDS])
+        meta = getattr(ds, "file_meta", None)
+        sop_class = str((meta.get("MediaStorageSOPClassUID") if meta else None) or "")
+        return sop_class == DICOMDIR_CLASS or _DIRECTORY_RECORDS in ds
+    except Exception:  # noqa: BLE001 - unreadable here means not recognisably a DICOMDIR
+        return False
 
 
 def _damaged(e: Exception, data: bytes, job: Job, src_hash: str, result) -> ItemResult | None:
