@@ -47,12 +47,12 @@ def test_bad_inputs_are_reported_and_quarantined(tmp_path: Path, cli) -> None:
     lines = [ln for ln in res.output.splitlines() if ln.startswith(("quarantined:", "failed:"))]
     named = {Path(ln.split(": ")[1]).name: ln for ln in lines}
     for bad in ("notes.txt", "empty.dcm", "truncated.dcm", "cut_before_pixels.dcm", "cut_in_fragments.dcm",
-                "DICOMDIR", "random.bin"):
+                "random.bin"):
         assert bad in named, res.output
     assert "0 bytes" in named["empty.dcm"]
     for cut in ("truncated.dcm", "cut_before_pixels.dcm", "cut_in_fragments.dcm"):
         assert "truncat" in named[cut], named[cut]
-    assert "DICOMDIR" in named["DICOMDIR"]
+    assert "DICOMDIR" not in named and "1 DICOMDIR dropped" in res.output  # a media index: dropped, not quarantined
     assert "good.dcm" not in named and "nopreamble.dcm" not in named
     # a reason never quotes a value from inside the file
     assert "Davidson" not in res.output
