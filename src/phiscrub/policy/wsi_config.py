@@ -15,7 +15,9 @@ from typing import Any
 LABEL_ACTIONS = ("remove", "blank", "replace")
 MACRO_ACTIONS = ("remove", "blank", "replace", "redact")
 TEXT_ACTIONS = ("vocabulary", "clean", "remove")
-KEYS = {"label", "macro", "tile_scan", "tile_scan_levels", "annotation_text", "annotation_vocabulary", "patients"}
+VERIFY_TILES = ("sample", "full")
+KEYS = {"label", "macro", "tile_scan", "tile_scan_levels", "annotation_text", "annotation_vocabulary", "patients",
+        "verify_tiles"}
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,11 @@ class WsiConfig:
     # known values and patterns; 'remove' replaces all of it
     annotation_text: str = "vocabulary"
     annotation_vocabulary: tuple[str, ...] = ()  # extra word-list files (one word a line)
+    # copy mode's check of tile bytes against the source: 'sample' (the default) compares the
+    # smallest level whole and a fixed 1/64 of the others (see phiscrub.wsi.verify), a few
+    # percent of the copy's time; 'full' reads every tile of both files back. Not in
+    # describe(): it changes what is checked, never a byte of the output.
+    verify_tiles: str = "sample"
     # slide -> patient, from the CSV the user names (columns slide, patient and optionally
     # issuer; slide is a barcode or a file name), so that a patient's slides share one date
     # offset (wsi/patients.py). Held in memory only: the policy hash gets a digest of it.
@@ -71,6 +78,9 @@ def parse_wsi(doc: Any) -> WsiConfig:
     text = str(doc.get("annotation_text", "vocabulary"))
     if text not in TEXT_ACTIONS:
         raise ConfigError(f"wsi.annotation_text: {text!r} is not one of {list(TEXT_ACTIONS)}")
+    verify_tiles = str(doc.get("verify_tiles", "sample"))
+    if verify_tiles not in VERIFY_TILES:
+        raise ConfigError(f"wsi.verify_tiles: {verify_tiles!r} is not one of {list(VERIFY_TILES)}")
     vocab = doc.get("annotation_vocabulary") or []
     if isinstance(vocab, str):
         vocab = [vocab]
@@ -79,7 +89,8 @@ def parse_wsi(doc: Any) -> WsiConfig:
             raise ConfigError(f"wsi.annotation_vocabulary[{i}]: no such file")
     patients = _patients(doc.get("patients"))
     return WsiConfig(label=label, macro=macro, tile_scan=scan, tile_scan_levels=levels, annotation_text=text,
-                     annotation_vocabulary=tuple(str(v) for v in vocab), patients=patients)
+                     annotation_vocabulary=tuple(str(v) for v in vocab), patients=patients,
+                     verify_tiles=verify_tiles)
 
 
 def _patients(path: Any) -> tuple[tuple[str, str], ...]:
