@@ -230,19 +230,28 @@ def verify_tiff(src: Path, dst: Path, job: SlideJob, vendor: TiffVendor) -> list
         memo = (p.phi, p.levels)
     phi, records = memo
     # readers
+    out_dims: list = []
     try:
         osl = openslide.OpenSlide(str(dst))
     except Exception:  # noqa: BLE001 - any failure to open is the finding
-        return ["output does not open with OpenSlide"]
-    with osl:
-        if osl.properties.get("openslide.vendor") != vendor.openslide_vendor:
-            problems.append(f"OpenSlide reads the output as {osl.properties.get('openslide.vendor')!r}, "
-                            f"not {vendor.openslide_vendor!r}")
-        for name, value in osl.properties.items():
-            if scan_bytes(str(value).encode("utf-8", "ignore"), phi):
-                problems.append(f"OpenSlide property {name} holds a source PHI value")
-        problems += _check_associated(osl, job, vendor)
-        out_dims = list(osl.level_dimensions)
+        if in_place or _opens_in_openslide(src):
+            return ["output does not open with OpenSlide"]
+        # OpenSlide cannot read the source either (a big-endian OME-TIFF, as Bio-Formats
+        # writes by default): the output is held to the readers the source opens in, and
+        # label and macro are checked on the directories themselves
+        osl = None
+    if osl is not None:
+        with osl:
+            if osl.properties.get("openslide.vendor") != vendor.openslide_vendor:
+                problems.append(f"OpenSlide reads the output as {osl.properties.get('openslide.vendor')!r}, "
+                                f"not {vendor.openslide_vendor!r}")
+            for name, value in osl.properties.items():
+                if scan_bytes(str(value).encode("utf-8", "ignore"), phi):
+                    problems.append(f"OpenSlide property {name} holds a source PHI value")
+            problems += _check_associated(osl, job, vendor)
+            out_dims = list(osl.level_dimensions)
+    else:
+        problems += _check_associated_directories(dst, job, vendor)
     problems += _check_tifffile(dst, vendor)
     # metadata bytes and pyramid
     try:
@@ -266,10 +275,43 @@ def verify_tiff(src: Path, dst: Path, job: SlideJob, vendor: TiffVendor) -> list
                         problems.append("level dimensions differ from the source")
                     elif not compare_tiles(s, out, src_levels, out_tables, records, job.config.wsi.verify_tiles):
                         problems.append("tile bytes differ from the source")
+            if osl is None:
+                out_dims = [out.dims(i) for i in out_levels]
     except PhiscrubError as e:
         problems.append(f"output does not parse ({e})")
     if not out_dims:
-        problems.append("OpenSlide sees no level")
+        problems.append("no pyramid level in the output")
+    return problems
+
+
+def _opens_in_openslide(path: Path) -> bool:
+    import openslide
+
+    try:
+        openslide.OpenSlide(str(path)).close()
+        return True
+    except Exception:  # noqa: BLE001 - any failure means it does not
+        return False
+
+
+def _check_associated_directories(dst: Path, job: SlideJob, vendor: TiffVendor) -> list[str]:
+    """Label and macro, where no OpenSlide reads the slide: a removed kind must have no
+    directory left in the output; a blanked one must hold no non-zero stored byte."""
+    import tifffile
+
+    cfg = job.config.wsi
+    problems = []
+    with TiffSlide(dst) as out:
+        top = [i.index for i in out.ifds if not i.sub]  # tifffile's page order
+        kinds = {top.index(idx): kind for idx, kind in vendor.associated(out).items() if idx in top}
+    for page, kind in kinds.items():
+        action = {"label": cfg.label, "macro": cfg.macro}.get(kind)
+        if action == "remove":
+            problems.append(f"{kind} image still present")
+        elif action == "blank":
+            with tifffile.TiffFile(str(dst)) as tf:
+                if tf.pages[page].asarray().any():
+                    problems.append(f"{kind} image is not blank")
     return problems
 
 
