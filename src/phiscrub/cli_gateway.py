@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
-from phiscrub.cli import ConfigOpt, _load, _usage, app
+from phiscrub.cli import ConfigOpt, _load, _usage, app, err
 from phiscrub.errors import ConfigError, KeyMissing
+from phiscrub.extras import MissingExtra, require
 
 
 class _JsonLines(logging.Formatter):
@@ -42,6 +44,11 @@ def gateway(
     key_file: Annotated[Optional[Path], typer.Option("--key-file", envvar="PHISCRUB_KEY_FILE", help="Key file (else $PHISCRUB_KEY_FILE, else $PHISCRUB_KEY).")] = None,  # noqa: E501
 ) -> None:
     """DICOM C-STORE node: de-identify what is received, verify it, and forward it (C-STORE or STOW-RS)."""
+    try:
+        require("gateway", what="phiscrub gateway")
+    except MissingExtra as e:  # as Text: console markup would take [extra] for a style and drop it
+        err.print(Text.assemble(("error:", "red"), " ", str(e)))
+        raise typer.Exit(2) from None
     from phiscrub.keys import load_key
     from phiscrub.service.gateway import Gateway, GatewayOptions
 

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.text import Text
 
 from phiscrub.cli import KeyFileOpt, _usage, app, err
 from phiscrub.errors import KeyMissing
+from phiscrub.extras import MissingExtra, require
 
 
 @app.command()
@@ -29,6 +31,11 @@ def serve(
     no_auth: Annotated[bool, typer.Option("--no-auth", help="No bearer tokens: only behind a platform that authenticates (Cloud Run IAM).")] = False,  # noqa: E501
 ) -> None:
     """Serve the de-identification pipeline over HTTP (FastAPI on uvicorn)."""
+    try:
+        require("service", what="phiscrub serve")
+    except MissingExtra as e:  # as Text: console markup would take [extra] for a style and drop it
+        err.print(Text.assemble(("error:", "red"), " ", str(e)))
+        raise typer.Exit(2) from None
     import uvicorn
 
     from phiscrub.keys import load_key

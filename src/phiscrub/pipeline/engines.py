@@ -20,6 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from phiscrub.extras import require
 from phiscrub.pipeline import runner
 from phiscrub.pipeline.runner import ItemResult, Job, Task, process_item
 from phiscrub.pipeline.sinks import flush
@@ -141,6 +142,7 @@ def run_dask(items: list, job: Job, scheduler: str, on_result: OnResult, work: W
     """Tasks carry the job and item URIs (a few hundred bytes); workers read and write
     storage themselves, so file bytes never pass through the scheduler. Use a tls:// address
     on a network you do not trust: the job holds the pseudonym key."""
+    require("dask", what="--scheduler")  # the [dask] extra: a core install runs the local pool only
     from distributed import Client, as_completed
     from distributed.scheduler import KilledWorker
 

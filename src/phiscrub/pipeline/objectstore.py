@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from phiscrub.extras import require
 from phiscrub.pipeline.objectcheck import confirm_stored, file_digests
 from phiscrub.pipeline.storage import Item, register_scheme, scheme_of
 
@@ -37,7 +38,10 @@ def open_header(fs: Any, key: str):
 
 
 def filesystem(scheme: str, endpoint_url: str | None = None) -> Any:
+    # gcsfs and s3fs are the [cloud] extra: imported here, not at module top, so that a
+    # core install can load this module and say which extra a bucket URI needs
     if scheme in ("gs", "gcs"):
+        require("cloud", "fsspec", "gcsfs", what=f"{scheme}://")
         emulator = endpoint_url or os.environ.get("STORAGE_EMULATOR_HOST")
         if emulator:
             # the plain class: gcsfs's default one first asks a gRPC control API about the
@@ -52,6 +56,7 @@ def filesystem(scheme: str, endpoint_url: str | None = None) -> Any:
 
         return gcsfs.GCSFileSystem(skip_instance_cache=True)
     if scheme == "s3":
+        require("cloud", "fsspec", "s3fs", what="s3://")
         import s3fs
 
         endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
