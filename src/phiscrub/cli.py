@@ -129,7 +129,7 @@ def default_config_text() -> str:
 profile: {j(pol.profile)}
 # Annex E options; a list here replaces this default (without clean_pixel_data, burned-in text is released as it is).
 options: {j([o.value for o in DEFAULT_OPTIONS])}
-# Per-attribute overrides, first match wins, e.g. [{{select: PatientAge, action: keep}}] (the README lists the actions).
+# Per-attribute overrides, first match wins, e.g. [{{select: PatientAge, action: keep}}] (docs/configuration.md lists the actions).
 tags: []
 # Each patient's dates move by one keyed offset in this range of days (never 0).
 date_shift: {{min_days: {pol.date_shift_min}, max_days: {pol.date_shift_max}}}
@@ -139,7 +139,7 @@ pseudonymize_patient: {j(pol.pseudonymize_patient)}
 text: {{marker: {j(pol.text_marker)}, patterns: []}}
 # Worker processes, 0: one per core (deidentify --workers overrides it).
 workers: {cfg.workers}
-# Burned-in text in the pixels (under clean_pixel_data); the README lists every key of this section.
+# Burned-in text in the pixels (under clean_pixel_data); docs/configuration.md lists every key of this section.
 pixels:
   text_redaction: {j(px.text_redaction)}  # auto, sensitive, all or none (auto: OCR where text is known to be, screen the rest)
   modalities: {j(list(px.modalities))}  # what auto takes as carrying text

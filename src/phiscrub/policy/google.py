@@ -1,6 +1,6 @@
 """Reads a Google Cloud Healthcare API DeidentifyConfig JSON into a phiscrub policy.
 
-Mapping (documented in the README):
+Mapping (documented in docs/configuration.md):
   dicom.filterProfile / dicomTagConfig.profileType
       MINIMAL_KEEP_LIST_PROFILE -> profile minimal; ATTRIBUTE_CONFIDENTIALITY_BASIC_PROFILE
       -> basic; KEEP_ALL_PROFILE -> keep_all; DEIDENTIFY_TAG_CONTENTS -> deidentify_tag_contents;
