@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export VENV PYTHON
 
-.PHONY: install apt demo test lint bench bench-cli bench-pixels bench-wsi bench-pipeline bench-service
+.PHONY: install apt demo test lint lock bench bench-cli bench-pixels bench-wsi bench-pipeline bench-service
 
 # stamps: reinstall only when what is installed changes
 $(VENV)/.core: pyproject.toml deploy/constraints.txt
@@ -37,6 +37,10 @@ test: apt $(VENV)/.test
 
 lint: $(VENV)/.test
 	$(PY) -m ruff check src tests bench tools
+
+# rewrite deploy/constraints.txt from this venv (after changing pyproject.toml's dependencies)
+lock: $(VENV)/.test
+	$(PY) deploy/lock.py
 
 bench: $(VENV)/.test
 	$(PY) -m pip install -q -e '.[bench]'

@@ -7,8 +7,13 @@ the set this environment was tested with. The walk follows each installed distri
 own Requires-Dist (markers evaluated for this Python and platform, extras followed where
 asked for), so nothing else installed here (benchmarks' peers, tools) is pinned.
 
-    python deploy/lock.py            # rewrite deploy/constraints.txt
-    python deploy/lock.py --check    # exit 1 if it no longer matches this environment
+    make lock                               # .venv/bin/python deploy/lock.py: rewrite the pins
+    .venv/bin/python deploy/lock.py --check  # exit 1 if they no longer match .venv
+
+Run it from the environment CI installs (.venv, made by the distribution's python3 by
+`make test`), not from a newer interpreter: a release that requires a later Python patch
+level (pymdown-extensions 13 wants 3.11.5; Debian 12 has 3.11.2) would be pinned and the
+install would then fail on a stock machine.
 """
 
 from __future__ import annotations
