@@ -19,6 +19,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -61,7 +62,7 @@ def _options(
 
 
 def _usage(msg: str) -> typer.Exit:
-    err.print(f"[red]error:[/red] {msg}")
+    err.print(f"[red]error:[/red] {escape(msg)}")  # a message is text, never markup: '[cloud]' must show
     return typer.Exit(2)
 
 
@@ -479,5 +480,5 @@ def main() -> None:
     try:
         app()
     except PhiscrubError as e:
-        err.print(f"error: {e}")
+        err.print(f"error: {escape(str(e))}")
         sys.exit(2)

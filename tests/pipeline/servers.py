@@ -64,7 +64,7 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10) -> None:
 def _exe(name: str) -> str:
     found = shutil.which(name) or str(Path(sys.executable).with_name(name))
     if not os.path.exists(found):
-        pytest.fail(f"{name} is not installed (pip install -e '.[test]')")
+        pytest.fail(f"{name} is not installed (pip install -e '.[all,test]')")
     return found
 
 
