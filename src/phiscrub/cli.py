@@ -374,6 +374,9 @@ def _discover(job, wanted: frozenset[str] | None):
     return found, sink
 
 
+PREPASS_INLINE = 16  # items up to which the pre-pass reads headers in this process
+
+
 def _prepass(found, job, state, sink, restart: bool, wanted, workers: int, scheduler: str | None, quiet: bool):
     """Reads every header before any item is transformed (pipeline/prepass.py), with its own
     progress bar, then plans the run: duplicates, study terms, what a resume skips."""
@@ -392,7 +395,10 @@ def _prepass(found, job, state, sink, restart: bool, wanted, workers: int, sched
                 on_result(r)
                 progress.update(task, advance=1)
 
-            run(elements, job, workers, tick, scheduler=scheduler, work=work, on_crash=on_crash)
+            # a few headers are read here: starting a pool costs more than reading them, and a
+            # header read runs no native code that a pool would need to isolate
+            few = scheduler is None and len(elements) <= PREPASS_INLINE
+            run(elements, job, 1 if few else workers, tick, scheduler=scheduler, work=work, on_crash=on_crash)
 
         return plan_job(found, job, run_work, state.done_row, sink.exists, restart=restart, wanted=wanted)
 

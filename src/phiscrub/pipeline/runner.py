@@ -513,8 +513,8 @@ def run(items: Iterable[Item | Task | Path | str], job: Job, workers: int, on_re
         engines.run_dask(its, job, scheduler, on_result, **kw, **crash)
     elif workers <= 1:
         engines.run_inline(its, job, on_result, **kw)
-    else:
-        engines.run_pool(its, job, workers, on_result, **kw, **crash)
+    else:  # no more workers than items: each one started is a process that imports everything
+        engines.run_pool(its, job, max(1, min(workers, len(its))), on_result, **kw, **crash)
 
 
 def _local_item(path: str) -> Item:
