@@ -431,3 +431,22 @@ def test_real_dicom_wsi_deidentified(series, tmp_path):
         a, b = pydicom.dcmread(src), pydicom.dcmread(io.BytesIO(out.data))
         assert a.PixelData == b.PixelData
         _no_leak(out_dir, values, repr(out.manifest).encode())
+
+
+def test_every_real_file_is_released_through_the_cli(cli, tmp_path):
+    """The whole job, as a user runs it, with its release check: every real slide and DICOM
+    file comes out, none is quarantined, and `verify` re-reads them all without a problem.
+    (The release check once quarantined highdicom's SM test file: its patient 'Test^Patient'
+    matched 'Test Manufacturer'.)"""
+    src = tmp_path / "in"
+    src.mkdir()
+    files = [p for p in DATA.iterdir() if p.suffix != ".md"]
+    for p in files:
+        shutil.copy2(p, src / p.name)
+    env = {"PHISCRUB_KEY": "real-slide-cli-key-0123456789abcdef"}
+    out = tmp_path / "out"
+    r = cli("deidentify", src, out, "-j", "1", env=env)
+    assert r.exit_code == 0, r.output
+    assert f"{len(files)} done, 0 quarantined, 0 failed" in r.output, r.output
+    v = cli("verify", src, out, env=env)
+    assert v.exit_code == 0 and "0 problem(s)" in v.output, v.output
