@@ -54,6 +54,41 @@ def test_gs_to_s3_with_a_slide(cloud_env, cli, tmp_path: Path) -> None:  # noqa:
     assert res.exit_code == 0 and "24 item(s) already done" in res.output and "1 done" in res.output
 
 
+def test_a_bucket_slide_takes_its_patients_offset_by_file_name(cloud_env, cli, tmp_path: Path) -> None:  # noqa: F811
+    """wsi.patients maps a slide by its file name: an object fetched from a bucket keeps its
+    name in the temporary folder, so the mapping holds there too (the offset is the one the
+    DICOM path gives that patient)."""
+    import datetime as dt
+
+    import tifffile
+    from pydicom.dataset import Dataset
+
+    from phiscrub.dicom.identity import patient_identity
+    from phiscrub.keys import KeyRing
+
+    slide = make_aperio(tmp_path / "S-777.svs", when="2020:05:06 07:08:09")
+    gcs, s3 = filesystem("gs"), filesystem("s3")
+    gcs.mkdir("map-src")
+    s3.mkdir("map-dst")
+    gcs.pipe_file("map-src/in/S-777.svs", slide.path.read_bytes())
+    csv = tmp_path / "patients.csv"
+    csv.write_text("slide,patient\nS-777.svs,MRN-BUCKET-1\n")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"wsi:\n  patients: {csv}\n")
+    key = "bucket-map-key-0123456789abcdef"
+    res = cli("deidentify", "gs://map-src/in", "s3://map-dst/out", "-q", "-j", "1", "--state", tmp_path / "state",
+              "--config", cfg, env={"PHISCRUB_KEY": key})
+    assert res.exit_code == 0, res.output
+    got = [k for k in _download(s3, "map-dst/out", tmp_path / "got") if k.endswith(".svs")]
+    assert len(got) == 1
+    with tifffile.TiffFile(next((tmp_path / "got").rglob("*.svs"))) as tf:
+        stamp = tf.pages[0].tags[306].value
+    ds = Dataset()
+    ds.PatientID = "MRN-BUCKET-1"
+    offset = KeyRing(key.encode()).date_offset(patient_identity(ds), -3650, -1)
+    assert dt.datetime.strptime(stamp, "%Y:%m:%d %H:%M:%S").date() == dt.date(2020, 5, 6) + dt.timedelta(days=offset)
+
+
 def test_folder_to_gs(cloud_env, cli, tmp_path: Path) -> None:  # noqa: F811
     src = tmp_path / "Quorvath_Annelise"
     corpus = make_corpus(src, 12, per_study=6, seed=4)

@@ -437,7 +437,10 @@ def _remote_slide(item: Item, job: Job, source, sink, src_hash: str, att: Attemp
                           "slides are not supported from this kind of source", "unsupported", attempts=att.total)
     tmpdir = Path(tempfile.mkdtemp(prefix="phiscrub-fetch-"))
     try:
-        local = tmpdir / "slide"
+        # the object's own name, where it is a plain one: wsi.patients may map a slide by its
+        # file name (a temporary path, never written to the output or the state)
+        name = item.uri.rstrip("/").rsplit("/", 1)[-1]
+        local = tmpdir / (name if name and name not in (".", "..") and "\\" not in name and len(name) < 200 else "slide")
         att.call(lambda: fetch(item, local))
         res = _other_kind(local, item, job, sink, src_hash, att)
         if res is None:  # a TIFF that is no slide phiscrub knows: it goes the DICOM way (and fails as not DICOM)
