@@ -249,14 +249,10 @@ def _identity(slide: Slide, job: SlideJob) -> str:
     """The patient the user's CSV maps this slide to (by barcode, then by the .mrxs file's
     name), so that a patient's slides share one date offset (wsi/patients.py); otherwise the
     slide itself."""
-    mapping = dict(job.config.wsi.patients)
-    if mapping:
-        barcode = next((ln.value.strip() for ln in slide.ini.lines
-                        if ln.section == "GENERAL" and ln.key == "SLIDE_BARCODE" and ln.value), "")
-        for k in ([barcode] if barcode else []) + [slide.folder.name + ".mrxs", slide.folder.name]:
-            if k in mapping:
-                return mapping[k]
-    return "mrxs:" + slide.slide_id
+    from phiscrub.wsi.patients import mapped
+
+    barcode = next((ln.value for ln in slide.ini.lines if ln.section == "GENERAL" and ln.key == "SLIDE_BARCODE"), None)
+    return mapped(job, barcode, slide.folder.name + ".mrxs") or "mrxs:" + slide.slide_id
 
 
 def _shift(value: str, offset: int, policy) -> str:

@@ -37,21 +37,27 @@ def _decoded(value: str) -> list[str]:
     return out
 
 
+def mapped(job: SlideJob, barcode: str | None, name: str) -> str | None:
+    """The patient identity ``wsi.patients`` gives a slide with this barcode or file name."""
+    mapping = dict(job.config.wsi.patients)
+    if not mapping:
+        return None
+    keys = _decoded(barcode.strip()) if barcode and barcode.strip() else []
+    for k in [*keys, name, name.split(".", 1)[0]]:
+        if k in mapping:
+            return mapping[k]
+    return None
+
+
 def slide_identity(job: SlideJob, src: Path, vendor: Any, t: Any, content_id: str) -> tuple[str, str]:
     """(identity, what decided: 'patient field', 'mapping' or 'slide')."""
     ask = getattr(vendor, "patient", None)
     ident = ask(t) if ask is not None else None
     if ident:
         return ident, "patient field"
-    mapping = dict(job.config.wsi.patients)
-    if mapping:
-        keys: list[str] = []
+    if job.config.wsi.patients:
         code = getattr(vendor, "barcode", None)
-        bc = code(t) if code is not None else None
-        if bc:
-            keys += _decoded(bc.strip())
-        keys += [src.name, src.name.split(".", 1)[0]]
-        for k in keys:
-            if k in mapping:
-                return mapping[k], "mapping"
+        ident = mapped(job, code(t) if code is not None else None, src.name)
+        if ident:
+            return ident, "mapping"
     return "slide:" + content_id, "slide"
