@@ -72,6 +72,12 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str, terms
             from phiscrub.pixels import clean_overlays
 
             pixel_outcome.boxes.extend(clean_overlays(ds, config.pixels))
+    face_outcome = None
+    if policy.has(Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES):
+        # after the text pass, on its output: faces are filled in the pixels it wrote
+        from phiscrub.pixels.faces import clean_faces
+
+        face_outcome = clean_faces(ds, config.pixels)
     iod = annex_e.iod_for_sop_class(ds.get("SOPClassUID"))
     ctx = header.InstanceContext(
         policy=policy,
@@ -103,6 +109,11 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str, terms
     }
     if pixel_outcome is not None:
         manifest["pixels"] = pixel_outcome.manifest()
+    if face_outcome is not None:
+        manifest["faces"] = face_outcome.manifest()
+        if face_outcome.boxes:  # the audit's pixel boxes are the pixels section's
+            pixels = manifest.setdefault("pixels", {"performed": False, "mode": "none", "boxes": []})
+            pixels["boxes"] = [*pixels.get("boxes", []), *(b.manifest() for b in face_outcome.boxes)]
     if associated is not None:
         manifest["wsi_associated"] = associated
     return Outcome(data, relpath, manifest)

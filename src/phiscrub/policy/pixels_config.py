@@ -13,6 +13,24 @@ from typing import Any
 MODES = ("auto", "sensitive", "all", "none")
 # Kinds of image known to carry burned-in text: 'auto' applies sensitive mode to these.
 DEFAULT_TEXT_MODALITIES = ("US", "SC", "OT", "XA", "ES", "RF", "DX", "CR", "MG", "IVUS", "XC", "GM")
+# Images clean_recognizable_visual_features scans for faces (pixels/faces.py), the
+# documented default of `pixels.faces`: these SOP classes whatever their pixels, and colour
+# (RGB or YBR) images of these modalities. Photographs, endoscopy and microscopy (still and
+# video) and secondary captures (screen saves, 3-D renderings) are where faces show.
+DEFAULT_FACE_SOP_CLASSES = (
+    "1.2.840.10008.5.1.4.1.1.77.1.4",  # VL Photographic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.4.1",  # Video Photographic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.1",  # VL Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.1.1",  # Video Endoscopic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.2",  # VL Microscopic Image
+    "1.2.840.10008.5.1.4.1.1.77.1.2.1",  # Video Microscopic Image
+    "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image
+    "1.2.840.10008.5.1.4.1.1.7.1",  # Multi-frame Single Bit Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color Secondary Capture
+)
+DEFAULT_FACE_MODALITIES = ("XC", "ES", "OP", "SC", "OT")
 
 
 @dataclass(frozen=True)
@@ -45,11 +63,19 @@ class PixelsConfig:
     # from the plain ones; "all" detects on every rendering and variant (about twice the time)
     views: str = "balanced"
     on_failure: str = "quarantine"
+    # pixels.faces: what the face scan looks at (see DEFAULT_FACE_SOP_CLASSES)
+    face_sop_classes: tuple[str, ...] = DEFAULT_FACE_SOP_CLASSES
+    face_modalities: tuple[str, ...] = DEFAULT_FACE_MODALITIES
     extra: dict[str, Any] = field(default_factory=dict)
 
     def describe(self) -> dict[str, object]:
-        """What goes into the policy hash: every setting that changes output bytes."""
-        return {
+        """What goes into the policy hash: every setting that changes output bytes. The face
+        scope only when it is not the default, so that configs without it keep their hash
+        (the default is this version's, and the version is in the output)."""
+        faces: dict[str, object] = {}
+        if (self.face_sop_classes, self.face_modalities) != (DEFAULT_FACE_SOP_CLASSES, DEFAULT_FACE_MODALITIES):
+            faces = {"faces": {"sop_classes": list(self.face_sop_classes), "modalities": list(self.face_modalities)}}
+        return {**faces,
             "mode": self.text_redaction, "modalities": list(self.modalities), "threshold": self.threshold,
             "fill": self.fill, "padding": self.padding, "inpaint": self.inpaint, "allow": list(self.allow),
             "patterns": [p.pattern for p in self.patterns], "rules": [str(r) for r in self.rules],
@@ -59,7 +85,8 @@ class PixelsConfig:
 
 
 KEYS = {"boxes", "views", "text_redaction", "modalities", "threshold", "fill", "padding", "inpaint", "allow", "patterns", "rules",
-        "engine", "recheck_frames", "on_failure", "unreadable_below", "screen"}
+        "engine", "recheck_frames", "on_failure", "unreadable_below", "screen", "faces"}
+FACE_KEYS = {"sop_classes", "modalities"}
 
 
 def parse_pixels(doc: Any) -> PixelsConfig:
@@ -111,7 +138,12 @@ def parse_pixels(doc: Any) -> PixelsConfig:
     boxes = str(doc.get("boxes", PixelsConfig.boxes))
     if boxes not in ("line", "ink"):
         raise ConfigError("pixels.boxes: 'line' (detector line, shrunk to what stands out) or 'ink' (rows shrunk to the ink)")
+    faces = doc.get("faces") or {}
+    if not isinstance(faces, dict) or set(faces) - FACE_KEYS:
+        raise ConfigError(f"pixels.faces: a mapping with {sorted(FACE_KEYS)} (lists of SOP Class UIDs and of modalities)")
     return PixelsConfig(
+        face_sop_classes=tuple(str(u).strip() for u in faces.get("sop_classes", DEFAULT_FACE_SOP_CLASSES)),
+        face_modalities=tuple(str(m).upper() for m in faces.get("modalities", DEFAULT_FACE_MODALITIES)),
         boxes=boxes,
         views=views,
         text_redaction=mode,
