@@ -90,7 +90,8 @@ def transform_dataset(ds, config: Config, keys: KeyRing, policy_hash: str, terms
     )
     transfer_syntax = _transfer_syntax(ds)
     header.walk(ds, ctx)
-    stamp(ds, policy, policy_hash, pixels_cleaned=bool(pixel_outcome and pixel_outcome.performed))
+    stamp(ds, policy, policy_hash, pixels_cleaned=bool(pixel_outcome and pixel_outcome.performed),
+          faces_cleaned=bool(face_outcome and face_outcome.performed))
     _rebuild_meta(ds, ctx, transfer_syntax)
     check_readable(ds)  # kept elements go out raw: a damaged one would make an unreadable output
     if not UID(transfer_syntax).is_implicit_VR and any(getattr(r, "VR", "x") is None for r in ds._dict.values()):

@@ -101,6 +101,7 @@ def test_face_in_a_photograph_is_filled_recorded_and_gone(cli, tmp_path: Path) -
     assert (~mask).sum() < 0.2 * mask.size  # a face, not the picture
     assert detect(after) == []
     assert out.RecognizableVisualFeatures == "NO"
+    assert "113102" in [c.CodeValue for c in out.DeidentificationMethodCodeSequence]
     assert str(out.file_meta.TransferSyntaxUID) == ExplicitVRLittleEndian
 
 
@@ -110,6 +111,7 @@ def test_option_off_leaves_the_photograph_bit_identical(cli, tmp_path: Path) -> 
     assert out is not None, log
     assert out.PixelData == src.PixelData
     assert out.get("RecognizableVisualFeatures") != "NO"
+    assert "113102" not in [c.CodeValue for c in out.DeidentificationMethodCodeSequence]
     assert "faces" not in item["manifest"]
 
 
@@ -215,3 +217,15 @@ def test_forked_workers_load_their_own_model() -> None:
     out = subprocess.run([sys.executable, "-c", FORK], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "ok"
+
+
+def test_cid_113102_is_claimed_only_where_the_face_step_ran():
+    """CID 7050's Clean Recognizable Visual Features code: written by an output the face
+    step scanned and re-checked, never by one it did not scan (a CT)."""
+    from phiscrub.dicom.deid_attrs import performed_options
+    from phiscrub.policy.actions import Option
+    from phiscrub.policy.profile import Policy
+
+    pol = Policy(options=frozenset({Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES}))
+    assert Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES not in performed_options(pol)
+    assert Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES in performed_options(pol, faces_cleaned=True)

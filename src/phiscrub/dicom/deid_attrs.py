@@ -10,30 +10,34 @@ from phiscrub.policy.actions import BASIC_PROFILE_CODE, NOT_PERFORMED_HERE, Opti
 from phiscrub.policy.profile import Policy
 
 
-def performed_options(policy: Policy, pixels_cleaned: bool = False) -> list[Option]:
+def performed_options(policy: Policy, pixels_cleaned: bool = False, faces_cleaned: bool = False) -> list[Option]:
+    """The options this output may claim: the pixel steps only where they ran on it (and,
+    for faces, the re-check passed)."""
     done = [o for o in Option if o in policy.options and o not in NOT_PERFORMED_HERE]
     if pixels_cleaned:
         done.insert(0, Option.CLEAN_PIXEL_DATA)
+    if faces_cleaned:
+        done.append(Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES)
     return done
 
 
 _PREBUILT: dict[str, list] = {}
 
 
-def stamp(ds: Dataset, policy: Policy, policy_hash: str, pixels_cleaned: bool = False) -> None:
+def stamp(ds: Dataset, policy: Policy, policy_hash: str, pixels_cleaned: bool = False, faces_cleaned: bool = False) -> None:
     """Adds the attributes; built once per policy and shared, since every output of a run
     carries the same ones (they are only ever written, never changed)."""
-    key = f"{policy_hash}:{pixels_cleaned}"
+    key = f"{policy_hash}:{pixels_cleaned}:{faces_cleaned}"
     elems = _PREBUILT.get(key)
     if elems is None:
         proto = Dataset()
-        _build(proto, policy, policy_hash, pixels_cleaned)
+        _build(proto, policy, policy_hash, pixels_cleaned, faces_cleaned)
         elems = _PREBUILT[key] = list(proto._dict.values())
     for elem in elems:
         ds._dict[elem.tag] = elem
 
 
-def _build(ds: Dataset, policy: Policy, policy_hash: str, pixels_cleaned: bool) -> None:
+def _build(ds: Dataset, policy: Policy, policy_hash: str, pixels_cleaned: bool, faces_cleaned: bool) -> None:
     ds.PatientIdentityRemoved = "YES"
     ds.DeidentificationMethod = [
         f"phiscrub {__version__}",
@@ -42,7 +46,7 @@ def _build(ds: Dataset, policy: Policy, policy_hash: str, pixels_cleaned: bool) 
     ]
     items = []
     codes = [BASIC_PROFILE_CODE] if policy.profile != "keep_all" else []
-    codes += [o.code for o in performed_options(policy, pixels_cleaned)]
+    codes += [o.code for o in performed_options(policy, pixels_cleaned, faces_cleaned)]
     for value, meaning in codes:
         item = Dataset()
         item.CodeValue = value

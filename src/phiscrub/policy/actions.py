@@ -96,8 +96,9 @@ _CID_7050 = {
     Option.RETAIN_INSTITUTION_IDENTITY: ("113112", "Retain Institution Identity Option"),
 }
 
-# Options whose work this build does not perform yet: accepted, recorded in the manifest and
-# policy hash, but never claimed in DeidentificationMethodCodeSequence.
+# Options never claimed from the policy alone: accepted, recorded in the manifest and policy
+# hash, and claimed in DeidentificationMethodCodeSequence only by an output the pixel step
+# ran on (and, for faces, whose re-check passed): deid_attrs.performed_options.
 NOT_PERFORMED_HERE = frozenset(
     {Option.CLEAN_PIXEL_DATA, Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES}
 )
