@@ -229,3 +229,13 @@ def test_cid_113102_is_claimed_only_where_the_face_step_ran():
     pol = Policy(options=frozenset({Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES}))
     assert Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES not in performed_options(pol)
     assert Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES in performed_options(pol, faces_cleaned=True)
+
+
+def test_face_scope_is_in_the_policy_hash_without_clean_pixel_data():
+    """Outputs differ when pixels.faces does, so the policy hash must too, also when
+    clean_recognizable_visual_features runs without clean_pixel_data."""
+    from phiscrub.policy.config import from_mapping
+
+    base = {"options": ["clean_recognizable_visual_features"]}
+    narrow = {**base, "pixels": {"faces": {"sop_classes": ["1.2.840.10008.5.1.4.1.1.77.1.4"], "modalities": []}}}
+    assert from_mapping(base).policy.digest() != from_mapping(narrow).policy.digest()

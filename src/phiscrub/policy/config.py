@@ -141,7 +141,8 @@ def from_mapping(doc: dict[str, Any]) -> Config:
         raise ConfigError("workers: must be a non-negative integer")
     pixels = parse_pixels(doc.get("pixels"))
     wsi = parse_wsi(doc.get("wsi"))
-    policy.extra_digest = {**(pixels.describe() if Option.CLEAN_PIXEL_DATA in policy.options else {}), "wsi": wsi.describe()}
+    reads_pixels = Option.CLEAN_PIXEL_DATA in policy.options or Option.CLEAN_RECOGNIZABLE_VISUAL_FEATURES in policy.options
+    policy.extra_digest = {**(pixels.describe() if reads_pixels else {}), "wsi": wsi.describe()}
     notes = [] if Option.CLEAN_PIXEL_DATA in policy.options else [NO_PIXEL_CLEANING]
     return Config(policy=policy, text_patterns=patterns, workers=workers, source="yaml", pixels=pixels, wsi=wsi,
                   audit_retention_days=_audit_retention(doc.get("audit")), notes=notes)
