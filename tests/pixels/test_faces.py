@@ -239,3 +239,22 @@ def test_face_scope_is_in_the_policy_hash_without_clean_pixel_data():
     base = {"options": ["clean_recognizable_visual_features"]}
     narrow = {**base, "pixels": {"faces": {"sop_classes": ["1.2.840.10008.5.1.4.1.1.77.1.4"], "modalities": []}}}
     assert from_mapping(base).policy.digest() != from_mapping(narrow).policy.digest()
+
+
+def test_a_raw_data_set_without_file_meta_is_scanned(tmp_path: Path) -> None:
+    """An old archive's raw data set (no preamble, no file meta): the scan names the syntax
+    pydicom read it in, as the decode did, instead of failing on the missing meta."""
+    from pydicom import dcmwrite
+
+    from phiscrub.pixels.faces import clean_faces
+    from phiscrub.policy.pixels_config import PixelsConfig
+
+    plain = np.full((1, 64, 96, 3), 128, np.uint8)
+    src = _instance(plain)
+    del src.file_meta
+    raw = tmp_path / "raw.dcm"
+    dcmwrite(raw, src, enforce_file_format=False, implicit_vr=False, little_endian=True)
+    ds = dcmread(raw, force=True)
+    assert "TransferSyntaxUID" not in getattr(ds, "file_meta", {})
+    out = clean_faces(ds, PixelsConfig())
+    assert out.performed and out.boxes == [] and out.syntax == ExplicitVRLittleEndian

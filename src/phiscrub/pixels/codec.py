@@ -108,7 +108,7 @@ class PixelLayout:
 # ----------------------------------------------------------------------------- decode
 
 
-def _syntax(ds: Dataset) -> U.UID:
+def syntax_of(ds: Dataset) -> U.UID:
     meta = getattr(ds, "file_meta", None)
     ts = meta.get("TransferSyntaxUID") if meta is not None else None
     if not ts:
@@ -180,7 +180,7 @@ def _as_array(ts: str, src: Dataset | bytes, **opts: Any) -> tuple[np.ndarray, d
 
 def _decode(ds: Dataset, index: int | None = None) -> tuple[np.ndarray, PixelLayout]:
     _check_size(ds)
-    ts = _syntax(ds)
+    ts = syntax_of(ds)
     try:
         decoder = get_decoder(ts)
     except NotImplementedError:
@@ -470,7 +470,7 @@ def encode_into(ds: Dataset, frames: np.ndarray, layout: PixelLayout | None = No
     Interpretation, Planar Configuration, Smallest/Largest Image Pixel Value (if present)
     and the lossy-compression history; SOP Instance UID is left to the caller.
     """
-    source_ts = _syntax(ds)
+    source_ts = syntax_of(ds)
     layout = layout or decoded_layout(ds)
     if frames.shape != layout.shape:
         raise ValueError(f"frames shape {frames.shape} does not match the image {layout.shape}")

@@ -245,6 +245,6 @@ def clean_faces(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     if boxes:
         syntax = codec.encode_into(ds, redacted, layout)
     else:  # no face: the stored pixels leave exactly as they came
-        syntax = str(ds.file_meta.TransferSyntaxUID)
+        syntax = str(codec.syntax_of(ds))  # a raw data set has no file meta: as decode read it
     ds.RecognizableVisualFeatures = "NO"
     return PixelOutcome(True, "faces", boxes, frames.shape[0], syntax)

@@ -255,7 +255,7 @@ def clean_pixels(ds: Dataset, cfg: PixelsConfig) -> PixelOutcome:
     if padded:
         syntax = codec.encode_into(ds, redacted, layout)
     else:  # nothing to blank: the stored pixels leave exactly as they came, lossy or not
-        syntax = str(ds.file_meta.TransferSyntaxUID)  # codec.decode needed it, so it is there
+        syntax = str(codec.syntax_of(ds))  # as codec.decode read it (a raw data set has no file meta)
     ds.BurnedInAnnotation = "NO"
     return PixelOutcome(True, mode, padded, n_frames, syntax, screen)
 
