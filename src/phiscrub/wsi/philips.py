@@ -16,7 +16,7 @@ from phiscrub.wsi.fields import field_list
 from phiscrub.wsi.registry import register_format
 from phiscrub.wsi.tiff import T_DESCRIPTION, Ifd, TiffSlide
 from phiscrub.wsi.tiffscrub import Ctx, tiff_format
-from phiscrub.wsi.xmlmeta import local, parse, serialize
+from phiscrub.wsi.xmlmeta import drop, local, parse, serialize
 
 KINDS = {"LABELIMAGE": "label", "MACROIMAGE": "macro"}
 # The XML's structure, a kept-list: these elements with these attributes. Anything else
@@ -29,12 +29,7 @@ def _structure_only(ctx: Ctx, root, parents: dict) -> None:
     for el in list(root.iter()):
         tag = local(el.tag)
         if tag not in STRUCTURE:
-            ctx.manifest.fields[f"philips.<{tag}>"] = "remove"
-            for sub in el.iter():
-                for v in [*sub.attrib.values(), sub.text or ""]:
-                    ctx.see(v)
-            if el in parents:
-                parents[el].remove(el)
+            drop(ctx, el, parents, f"philips.<{tag}>")
             continue
         for attr in list(el.attrib):
             if local(attr) not in STRUCTURE[tag]:

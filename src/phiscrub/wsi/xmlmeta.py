@@ -44,19 +44,24 @@ def _attr_action(fields: FieldList, tag: str, attr: str) -> str:
     return fields.default
 
 
+def drop(ctx: Ctx, el: ET.Element, parents: dict, record: str) -> None:
+    """Removes ``el`` and all it holds; every value in it joins the set the verifier looks for."""
+    ctx.manifest.fields[record] = "remove"
+    for sub in el.iter():
+        for v in [*(sub.attrib.values()), sub.text or ""]:
+            ctx.see(v)
+    if el in parents:
+        parents[el].remove(el)
+
+
 def scrub_tree(ctx: Ctx, root: ET.Element, fmt: str) -> None:
     fields = field_list(fmt)
     parents = {c: p for p in root.iter() for c in p}
     for el in list(root.iter()):
         tag = local(el.tag)
         unlisted = fields.elements is not None and tag not in fields.elements
-        if unlisted or fields.fields.get(f"{tag}/") == "remove":  # the whole element and what it holds
-            ctx.manifest.fields[f"{fmt}.{tag}"] = "remove"
-            for sub in el.iter():
-                for v in [*(sub.attrib.values()), sub.text or ""]:
-                    ctx.see(v)
-            if el in parents:
-                parents[el].remove(el)
+        if unlisted or fields.fields.get(f"{tag}/") == "remove":
+            drop(ctx, el, parents, f"{fmt}.{tag}")
             continue
         if fields.elements is not None and (el.tail or "").strip():  # text between kept elements
             ctx.manifest.fields[f"{fmt}.<text>"] = "remove"
